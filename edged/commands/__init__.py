@@ -1,0 +1,1 @@
+"""Sub-commands of the `edged` CLI, one module each."""

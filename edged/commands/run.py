@@ -1,0 +1,13 @@
+"""`edged run` (placeholder until its issue lands)."""
+
+import argparse
+
+from edged.errors import EdgedError
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def main(args: argparse.Namespace) -> int:
+    raise EdgedError("`edged run` is not built yet")

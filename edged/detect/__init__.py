@@ -1,0 +1,1 @@
+"""Detector: model files, runtime, backends (Edge TPU / CPU), pre- and postprocessing."""

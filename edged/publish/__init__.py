@@ -1,0 +1,1 @@
+"""Publisher: MQTT client, broker URLs, topics and payloads (with their JSON Schemas)."""

@@ -1,0 +1,1 @@
+"""Service: the pipeline wiring the stages, the daemon run loop, systemd integration."""

@@ -1,0 +1,7 @@
+"""Fixtures live in tests/fixtures/, one module per real part the tests start or use."""
+
+pytest_plugins = [
+    "tests.fixtures.models",
+    "tests.fixtures.broker",
+    "tests.fixtures.netns",
+]
