@@ -2,6 +2,8 @@
 
 pytest_plugins = [
     "tests.fixtures.models",
+    "tests.fixtures.edgetpu",
     "tests.fixtures.broker",
     "tests.fixtures.netns",
+    "tests.fixtures.nspawn",
 ]
