@@ -1,0 +1,246 @@
+"""The model manifest (models/manifest.toml, shipped as `edged._models`) and integrity checks.
+
+The manifest says which files make up each model and how to recognise the right
+bytes; this module turns DetectorSettings into verified paths. Verification is
+a hash over the file (SHA-256, or the git blob id Coral's files are published
+under); a `<file>.verified` sidecar remembers a passed check (with the file's
+size and mtime) so opening a model stays cheap, and records the SHA-256 of
+blob-pinned files as OFFICIAL_SOURCES.md asks. Downloading lives in fetch.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+from edged import paths
+from edged.detect.settings import DetectorSettings
+from edged.errors import ConfigError, DataError, NoInputError, UnavailableError
+
+VARIANTS = ("cpu", "edgetpu", "raw")
+SAMPLES = "samples"
+
+
+class FileEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """One downloadable file: its name in the data dir (and in mirrors), official URL and pin."""
+
+    file: str
+    url: str | None = None
+    sha256: str | None = None
+    git_blob: str | None = None
+    size: int | None = None
+    note: str | None = None
+
+
+class Variant(FileEntry, kw_only=True):
+    """A model file for one backend; raw SSD variants bring their anchors and decode parameters."""
+
+    output: Literal["postprocess", "raw_ssd"] = "postprocess"
+    anchors: FileEntry | None = None
+    decode: FileEntry | None = None
+
+    def files(self) -> list[FileEntry]:
+        return [self, *(entry for entry in (self.anchors, self.decode) if entry is not None)]
+
+
+class ModelEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    title: str
+    labels: str
+    input_size: tuple[int, int]
+    cpu: Variant | None = None
+    edgetpu: Variant | None = None
+    raw: Variant | None = None
+
+    def variants(self) -> dict[str, Variant]:
+        return {name: v for name in VARIANTS if (v := getattr(self, name)) is not None}
+
+
+class SampleSet(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    title: str
+    files: list[FileEntry]
+
+
+class Manifest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    default_model: str
+    models: dict[str, ModelEntry]
+    samples: SampleSet
+
+    def model(self, name: str) -> ModelEntry:
+        try:
+            return self.models[name]
+        except KeyError:
+            raise ConfigError(f"unknown model {name!r} (known: {', '.join(self.models)})") from None
+
+
+def load_manifest() -> Manifest:
+    """The manifest shipped with this edged version."""
+    data = importlib.resources.files("edged._models").joinpath("manifest.toml").read_bytes()
+    return msgspec.toml.decode(data, type=Manifest)
+
+
+def read_labels(path: Path) -> list[str]:
+    """One label per line, line index = class id (blank lines keep their place: ids must not shift)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NoInputError(f"labels file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"labels file {path} cannot be read ({exc})") from None
+    return [line.strip() for line in text.rstrip("\n").split("\n")]
+
+
+def packaged_labels(name: str) -> Path:
+    resource = importlib.resources.files("edged._models").joinpath(name)
+    return Path(str(resource))
+
+
+# ---- integrity ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Digests:
+    sha256: str
+    git_blob: str
+    size: int
+
+
+def digest_file(path: Path) -> Digests:
+    """SHA-256 and git blob id of a file in one pass (the blob header needs the size, known from stat)."""
+    size = path.stat().st_size
+    sha256, blob = hashlib.sha256(), hashlib.sha1(b"blob %d\0" % size)
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            sha256.update(chunk)
+            blob.update(chunk)
+    return Digests(sha256.hexdigest(), blob.hexdigest(), size)
+
+
+def mismatch(entry: FileEntry, found: Digests) -> str | None:
+    """None when `found` satisfies the entry's pins, else one line naming expected and actual digests."""
+    if entry.sha256 and entry.sha256 != found.sha256:
+        return f"sha256 {found.sha256} but the manifest pins sha256 {entry.sha256}"
+    if entry.git_blob and entry.git_blob != found.git_blob:
+        return f"git blob {found.git_blob} but the manifest pins git blob {entry.git_blob}"
+    return None
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".verified")
+
+
+def record_verified(path: Path, found: Digests) -> None:
+    """Remember a passed check; best effort (a read-only data dir only costs a re-hash next time)."""
+    stat = path.stat()
+    record = {"sha256": found.sha256, "git_blob": found.git_blob, "size": stat.st_size,
+              "mtime_ns": stat.st_mtime_ns}
+    sidecar = _sidecar(path)
+    temporary = sidecar.with_name(f".{sidecar.name}.{os.getpid()}")
+    try:
+        temporary.write_text(json.dumps(record) + "\n")
+        os.replace(temporary, sidecar)
+    except OSError:
+        temporary.unlink(missing_ok=True)
+
+
+def file_state(path: Path, entry: FileEntry) -> Literal["missing", "verified", "mismatch"]:
+    """Check a local file against its pin, trusting a fresh sidecar instead of re-hashing."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return "missing"
+    try:
+        record = json.loads(_sidecar(path).read_text())
+        if record["size"] == stat.st_size and record["mtime_ns"] == stat.st_mtime_ns and mismatch(
+                entry, Digests(record["sha256"], record["git_blob"], record["size"])) is None:
+            return "verified"
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    found = digest_file(path)
+    if mismatch(entry, found) is not None:
+        return "mismatch"
+    record_verified(path, found)
+    return "verified"
+
+
+def verified_path(entry: FileEntry, directory: Path, *, fetch_hint: str) -> Path:
+    """The local path of a manifest file, raising Unavailable (absent) or Data (wrong bytes) errors."""
+    path = directory / entry.file
+    state = file_state(path, entry)
+    if state == "missing":
+        raise UnavailableError(f"{entry.file} is not in {directory}: run `{fetch_hint}`")
+    if state == "mismatch":
+        problem = mismatch(entry, digest_file(path))
+        raise DataError(f"{path} is corrupt or not the pinned file: {problem}; run `{fetch_hint}` to replace it")
+    return path
+
+
+# ---- settings → files --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """What the detector needs: labels and, per backend, the file to load (None: not available)."""
+
+    name: str
+    labels: Path
+    cpu: Path | None
+    cpu_output: str | None  # "postprocess" | "raw_ssd" | None (unknown: a user file)
+    edgetpu: Path | None
+    anchors: Path | None
+    decode: Path | None
+    cpu_problem: Exception | None = None  # why `cpu` is None (raised when the CPU is actually needed)
+    edgetpu_problem: str | None = None  # why `edgetpu` is None, for the fallback line
+
+
+def resolve(settings: DetectorSettings, *, models_dir: Path | None = None) -> ResolvedModel:
+    """Map settings (manifest name and/or explicit files) to local paths, verifying manifest files."""
+    manifest = load_manifest()
+    directory = models_dir or paths.models_dir()
+    entry = manifest.model(settings.model)
+    labels = Path(settings.labels_file) if settings.labels_file else packaged_labels(entry.labels)
+    cpu = cpu_output = anchors = decode = cpu_problem = None
+    if settings.model_file:
+        cpu = _user_file(settings.model_file, "model file")
+        anchors = _user_file(settings.anchors_file, "anchors file") if settings.anchors_file else None
+    else:
+        variant = entry.cpu if settings.cpu_variant == "cpu" else entry.raw
+        hint = f"edged models fetch {settings.model}" + (" --variant raw" if settings.cpu_variant == "raw" else "")
+        if variant is None:
+            cpu_problem = UnavailableError(f"model {settings.model} has no {settings.cpu_variant} variant")
+        else:
+            try:
+                cpu = verified_path(variant, directory, fetch_hint=hint)
+                cpu_output = variant.output
+                anchors = verified_path(variant.anchors, directory, fetch_hint=hint) if variant.anchors else None
+                decode = verified_path(variant.decode, directory, fetch_hint=hint) if variant.decode else None
+            except (UnavailableError, DataError) as exc:
+                cpu, cpu_problem = None, exc
+    edgetpu, edgetpu_problem = _edgetpu_file(settings, entry, directory)
+    return ResolvedModel(settings.model, labels, cpu, cpu_output, edgetpu, anchors, decode,
+                         cpu_problem, edgetpu_problem)
+
+
+def _edgetpu_file(settings: DetectorSettings, entry: ModelEntry, directory: Path) -> tuple[Path | None, str | None]:
+    if settings.edgetpu_model_file:
+        return _user_file(settings.edgetpu_model_file, "Edge TPU model file"), None
+    if settings.model_file:
+        return None, "no Edge TPU build is configured for the given model file (edgetpu_model_file)"
+    if entry.edgetpu is None:
+        return None, f"model {settings.model} has no Edge TPU variant"
+    try:
+        hint = f"edged models fetch {settings.model} --variant edgetpu"
+        return verified_path(entry.edgetpu, directory, fetch_hint=hint), None
+    except (UnavailableError, DataError) as exc:
+        return None, str(exc)
+
+
+def _user_file(name: str, what: str) -> Path:
+    path = Path(name)
+    if not path.is_file():
+        raise NoInputError(f"{what} {path} does not exist")
+    return path
