@@ -32,6 +32,27 @@ class EdgeTpuUnavailable(Exception):
     """The Edge TPU delegate could not be used; str(exc) is one line saying why."""
 
 
+# USB Coral before first use (Global Unichip) and after the runtime loaded its firmware (Google).
+EDGETPU_USB_IDS = {("1a6e", "089a"), ("18d1", "9302")}
+
+
+def edgetpu_attached(sysfs: Path = Path("/sys/bus/usb/devices"), dev: Path = Path("/dev")) -> list[str]:
+    """Edge TPUs visible to the kernel, without loading libedgetpu: "usb:<sysfs name>" / "pci:/dev/apex_N".
+
+    Lets `edged models fetch` decide whether the Edge TPU build is worth
+    downloading and `edged doctor` say what is plugged in.
+    """
+    found = [f"pci:{path}" for path in sorted(dev.glob("apex_*"))]
+    for device in sorted(sysfs.glob("*")) if sysfs.is_dir() else []:
+        try:
+            ids = ((device / "idVendor").read_text().strip(), (device / "idProduct").read_text().strip())
+        except OSError:
+            continue
+        if ids in EDGETPU_USB_IDS:
+            found.append(f"usb:{device.name}")
+    return found
+
+
 def is_edgetpu_compiled(path: Path) -> bool:
     """True for files produced by edgetpu_compiler: they hold an `edgetpu-custom-op` the CPU cannot run."""
     if path.name.endswith("_edgetpu.tflite"):

@@ -61,10 +61,9 @@ class DetectorSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
         "default: `runtime`.")] = None
     threshold: Annotated[float, _field(
         "Score threshold", "Detections scoring below this are dropped.", ge=0.0, le=1.0)] = 0.5
-    nms_iou: Annotated[float | None, _field(
+    nms_iou: Annotated[Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | None, _field(
         "NMS IoU", "Boxes overlapping a better one by more than this IoU are suppressed. Default: the "
-        "model's own value (0.6 for the SSD models), and no second NMS after a model's post-process op.",
-        ge=0.0, le=1.0)] = None
+        "model's own value (0.6 for the SSD models), and no second NMS after a model's post-process op.")] = None
     class_agnostic: Annotated[bool, _field(
         "Class-agnostic NMS", "Let a box suppress overlapping boxes of any label, not only its own.")] = False
     allow_labels: Annotated[list[str], _field(
