@@ -1,0 +1,175 @@
+"""The JSON payloads edged publishes, as msgspec Structs, and their versioned JSON Schemas.
+
+The Structs are the single source of truth: the publisher encodes them, the
+committed schemas in edged/publish/schemas/ are generated from them
+(`python -m edged.publish.payloads` rewrites them; a test checks they match),
+and subscribers can validate what they receive against those files.
+Every field is always emitted (nothing is omitted when it equals its
+default), so the schemas list every property as required.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+import json
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from edged.types import Detection
+
+SCHEMA_VERSION = 1
+SCHEMA_DIR = Path(__file__).with_name("schemas")
+
+State = Literal["online", "offline", "degraded"]
+
+
+class StatusPayload(msgspec.Struct, kw_only=True):
+    """Retained `…/status`: is the device up, on which backend, running which model, since when.
+
+    `since` is the UTC time the state began as subscribers see it (the last
+    connect or state change). It is null in the Last Will: the broker sends
+    that one, at a moment the device cannot know.
+    """
+
+    state: State
+    version: str
+    backend: str
+    model: str
+    since: str | None
+
+
+class FrameSize(msgspec.Struct):
+    """Size of the source image in pixels; boxes are normalized to it."""
+
+    width: int
+    height: int
+
+
+class DetectionsPayload(msgspec.Struct, kw_only=True):
+    """`…/<camera>/detections`: what one processed frame contained."""
+
+    v: Literal[1] = 1
+    device: str
+    camera: str
+    seq: int
+    captured_at: str
+    published_at: str
+    backend: str
+    model: str
+    inference_ms: float
+    frame: FrameSize
+    detections: list[Detection]
+
+
+class InferenceMs(msgspec.Struct):
+    """Inference time percentiles over the last stats interval, in milliseconds."""
+
+    p50: float = 0.0
+    p95: float = 0.0
+
+
+class CameraStats(msgspec.Struct, kw_only=True):
+    """Per-camera numbers over the last stats interval."""
+
+    fps: float = 0.0
+    frames_dropped: int = 0
+    source_state: str = "running"
+
+
+class Stats(msgspec.Struct, kw_only=True):
+    """`…/stats`: the daemon fills the pipeline numbers; `Publisher.publish_stats` fills
+    `device`, `publish_dropped`, `published_at` and the temperatures it can read from /sys."""
+
+    v: Literal[1] = 1
+    device: str = ""
+    state: State = "online"
+    backend: str = ""
+    model: str = ""
+    uptime_s: float = 0.0
+    fps: float = 0.0
+    inference_ms: InferenceMs = msgspec.field(default_factory=InferenceMs)
+    frames_processed: int = 0
+    frames_dropped: int = 0
+    publish_dropped: int = 0
+    cameras: dict[str, CameraStats] = msgspec.field(default_factory=dict)
+    cpu_temp_c: float | None = None
+    tpu_temp_c: float | None = None
+    published_at: str = ""
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode(payload: msgspec.Struct) -> bytes:
+    return _encoder.encode(payload)
+
+
+def iso_utc(timestamp: float) -> str:
+    """ISO-8601 UTC with microseconds and a `Z`, the form every payload timestamp uses."""
+    moment = dt.datetime.fromtimestamp(timestamp, tz=dt.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# file name → (payload type or None for a bare count, title, description)
+SCHEMAS: dict[str, tuple[type | None, str]] = {
+    f"status.v{SCHEMA_VERSION}.json": (StatusPayload, "edged status (retained `…/status`)"),
+    f"detections.v{SCHEMA_VERSION}.json": (DetectionsPayload, "edged detections (`…/<camera>/detections`)"),
+    f"stats.v{SCHEMA_VERSION}.json": (Stats, "edged stats (`…/stats`)"),
+    f"count.v{SCHEMA_VERSION}.json": (None, "edged per-label count (retained `…/<camera>/<label>`)"),
+}
+
+
+def _normalize(node: Any) -> None:
+    """Every property required (all are always emitted); docstring indentation removed."""
+    if isinstance(node, dict):
+        if node.get("type") == "object" and "properties" in node:
+            node["required"] = list(node["properties"])
+        if isinstance(node.get("description"), str):
+            node["description"] = inspect.cleandoc(node["description"])
+        for value in node.values():
+            _normalize(value)
+    elif isinstance(node, list):
+        for value in node:
+            _normalize(value)
+
+
+def schema_documents() -> dict[str, dict[str, Any]]:
+    """The JSON Schema of every payload, keyed by its committed file name."""
+    documents = {}
+    for name, (payload_type, title) in SCHEMAS.items():
+        if payload_type is None:
+            body: dict[str, Any] = {"type": "integer", "minimum": 0,
+                                    "description": "How many objects of that label the camera sees now."}
+        else:
+            body = msgspec.json.schema(payload_type)
+            _normalize(body)
+        documents[name] = {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": f"urn:edged:schema:{name.removesuffix('.json')}",
+            "title": title,
+            **body,
+        }
+    return documents
+
+
+def schema_text(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def write_schemas(directory: Path = SCHEMA_DIR) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, document in schema_documents().items():
+        path = directory / name
+        path.write_text(schema_text(document))
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    for path in write_schemas(Path(sys.argv[1]) if len(sys.argv) > 1 else SCHEMA_DIR):
+        print(path)
