@@ -31,6 +31,8 @@ def import_cv2() -> Any:
         raise UnavailableError(
             f"OpenCV is needed for webcams, streams and video files ({exc}): "
             "pip install 'edged[video]' (opencv-python-headless)") from exc
+    # Our own log lines say when a stream drops or reconnects; OpenCV's WARN lines would repeat them.
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     return cv2
 
 
