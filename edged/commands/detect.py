@@ -29,6 +29,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=["auto", "cpu", "edgetpu"], default="auto",
                         help="where to run (default: auto = Edge TPU if usable, else CPU)")
     parser.add_argument("--edgetpu-device", metavar="DEV", help="usb, usb:N, pci or pci:N (default: usb)")
+    parser.add_argument("--edgetpu-library", metavar="LIB", help="delegate library (default: libedgetpu.so.1)")
     parser.add_argument("--threshold", type=float, default=0.5, metavar="T", help="minimum score (default: 0.5)")
     parser.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: 1)")
     parser.add_argument("--resize", choices=["stretch", "letterbox"], help="how images fit the model input")
@@ -45,8 +46,8 @@ def _settings(args: argparse.Namespace):
     values = {"model": args.model, "model_file": args.model_file, "labels_file": args.labels,
               "anchors_file": args.anchors, "edgetpu_model_file": args.edgetpu_model_file,
               "cpu_variant": "raw" if args.raw else None, "backend": args.backend,
-              "edgetpu_device": args.edgetpu_device, "threshold": args.threshold, "threads": args.threads,
-              "resize": args.resize}
+              "edgetpu_device": args.edgetpu_device, "edgetpu_library": args.edgetpu_library,
+              "threshold": args.threshold, "threads": args.threads, "resize": args.resize}
     try:
         return msgspec.convert({k: v for k, v in values.items() if v is not None}, DetectorSettings)
     except msgspec.ValidationError as exc:

@@ -10,6 +10,7 @@ download can never replace a good file.
 
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import sys
@@ -57,7 +58,7 @@ class Progress:
 
     def __init__(self, name: str, total: int | None, stream: TextIO | None = None):
         self.name, self.total, self.done = name, total, 0
-        self.stream = stream or sys.stderr
+        self.stream = stream if stream is not None else sys.stderr
         self.tty = self.stream.isatty()
         self._last_quarter = 0
 
@@ -98,7 +99,7 @@ def fetch_file(entry: FileEntry, directory: Path, mirrors: Sequence[str], *, off
             return target, source
         except DataError as exc:
             wrong_bytes.append(str(exc))
-        except (OSError, urllib.error.URLError, ValueError) as exc:
+        except (OSError, http.client.HTTPException, ValueError) as exc:  # URLError is an OSError
             problems.append(f"{source}: {_reason(exc)}")
     if wrong_bytes:
         raise DataError(wrong_bytes[0] + (f" (and {len(wrong_bytes) - 1} more source(s))" if len(wrong_bytes) > 1
@@ -115,6 +116,8 @@ def _reason(exc: BaseException) -> str:
         return str(exc.reason)
     if isinstance(exc, FileNotFoundError):
         return "no such file"
+    if isinstance(exc, http.client.IncompleteRead):
+        return f"interrupted after {len(exc.partial)} bytes"
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
