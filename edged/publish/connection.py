@@ -43,6 +43,26 @@ class Will:
     properties: Properties | None = None
 
 
+def _unix_socketpair() -> tuple[socket.socket, socket.socket]:
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)
+    writer.setblocking(False)
+    return writer, reader
+
+
+def use_unix_wakeup_socketpair() -> None:
+    """Make paho's network thread work on hosts without IPv4.
+
+    paho-mqtt 2.2's loop_start() wakes its select() through a TCP connection
+    to 127.0.0.1 (`_socketpair_compat`, written for Windows); on an IPv6-only
+    host — no IPv4 loopback address — it fails with EADDRNOTAVAIL before any
+    broker is contacted. On POSIX an AF_UNIX socketpair does the same job
+    without any address. Idempotent; the replacement is only ever this one.
+    """
+    if hasattr(socket, "AF_UNIX") and getattr(mqtt, "_socketpair_compat", None) is not _unix_socketpair:
+        mqtt._socketpair_compat = _unix_socketpair
+
+
 def describe_error(exc: BaseException | None) -> str:
     if exc is None:
         return "connection failed"
@@ -71,6 +91,7 @@ class Connection:
         self.rotation = BrokerRotation(brokers, settings.address_family)
         self.v5 = settings.protocol == "5"
         self._persistent = persistent
+        use_unix_wakeup_socketpair()
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -115,8 +136,12 @@ class Connection:
         # First connect of this process starts a clean session (paho's RAM queue is all we have),
         # later ones resume it so the broker keeps what it holds for us across outages.
         clean_start = mqtt.MQTT_CLEAN_START_FIRST_ONLY if self._persistent else True
+        # Binding the source to the family's wildcard makes paho's own resolution (used when a name could
+        # not be resolved in advance) skip addresses of the other family.
+        source = {"ipv6": "::", "ipv4": "0.0.0.0"}.get(self.settings.address_family, "")
         self.client.connect_async(target.address, target.broker.port, self.settings.keepalive_seconds,
-                                  clean_start=clean_start, properties=self._connect_properties())
+                                  bind_address=source, clean_start=clean_start,
+                                  properties=self._connect_properties())
 
     def start(self) -> None:
         """Connect in the background and keep reconnecting (the broker may be down at boot)."""
