@@ -1,5 +1,5 @@
 """The service's small parts with real OS objects: a unix datagram socket as NOTIFY_SOCKET, stderr as a
-journal stream, sysfs-style temperature files, and threads handing frames over."""
+journal stream, and threads handing frames over."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 
 from edged.service.handoff import LatestSlots
 from edged.service.journal import PriorityFormatter, make_handler, stderr_is_journal
-from edged.service.stats import PipelineStats, cpu_temperature, tpu_temperature
+from edged.service.stats import PipelineStats
 from edged.service.systemd import Notifier, Watchdog
 
 
@@ -164,27 +164,11 @@ def test_stats_window_percentiles_and_per_camera_counts():
     stats.record("back", 50.0, now)
     stats.add_dropped("front", 3)
     stats.set_state("back", "reconnecting")
-    snap = stats.snapshot(temperatures=False)
+    snap = stats.snapshot()
     assert snap.frames_processed == 101 and snap.frames_dropped == 3
     assert snap.inference_p50_ms == pytest.approx(50.0, abs=1)
     assert snap.inference_p95_ms == pytest.approx(95.0, abs=1)
     assert snap.cameras["front"].frames_dropped == 3 and snap.cameras["back"].source_state == "reconnecting"
     old = PipelineStats(window_seconds=0.001)
     old.record("front", 5.0, time.monotonic_ns() - 10**9)
-    assert old.snapshot(temperatures=False).fps == 0  # outside the window
-
-
-def test_temperatures_from_sysfs_layouts(tmp_path: Path):
-    thermal = tmp_path / "thermal"
-    for index, (kind, milli) in enumerate([("acpitz", "30000"), ("cpu-thermal", "51234")]):
-        zone = thermal / f"thermal_zone{index}"
-        zone.mkdir(parents=True)
-        (zone / "type").write_text(kind + "\n")
-        (zone / "temp").write_text(milli + "\n")
-    assert cpu_temperature(thermal) == 51.2
-    apex = tmp_path / "apex"
-    for index, milli in enumerate(["45250", "47000"]):
-        (apex / f"apex_{index}").mkdir(parents=True)
-        (apex / f"apex_{index}" / "temp").write_text(milli)
-    assert tpu_temperature(apex) == 47.0
-    assert tpu_temperature(tmp_path / "none") is None and cpu_temperature(tmp_path / "none") is None
+    assert old.snapshot().fps == 0  # outside the window

@@ -1,13 +1,43 @@
-"""`edged config` (placeholder until its issue lands)."""
+"""`edged config check|show|example`: validate a config file, print the effective config, print the documented defaults."""
+
+from __future__ import annotations
 
 import argparse
-
-from edged.errors import EdgedError
+import sys
+from pathlib import Path
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    pass
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    check = actions.add_parser("check", help="validate a config file (exit 0 if good, 78 with the key path if not)")
+    check.add_argument("file", nargs="?", type=Path, metavar="FILE",
+                       help="config file (default: /etc/edged/edged.toml)")
+    show = actions.add_parser("show", help="print the effective configuration (file + defaults), documented")
+    show.add_argument("file", nargs="?", type=Path, metavar="FILE",
+                      help="config file (default: /etc/edged/edged.toml if it exists, else the defaults)")
+    actions.add_parser("example", help="print every key with its documented default (deploy/edged.example.toml)")
 
 
 def main(args: argparse.Namespace) -> int:
-    raise EdgedError("`edged config` is not built yet")
+    from edged.config import DEFAULT_PATH, load_config
+    from edged.config_doc import render_example
+    from edged.errors import ConfigError
+    from edged.sources.factory import create_source
+
+    if args.action == "example":
+        sys.stdout.write(render_example())
+        return 0
+    if args.action == "show":
+        sys.stdout.write(render_example(load_config(args.file)))
+        return 0
+    path = args.file or DEFAULT_PATH
+    config = load_config(path)
+    for index, camera in enumerate(config.cameras):  # a source URI edged cannot read is a config error too
+        try:
+            create_source(camera.name, camera.source)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: cameras[{index}].source: {exc}") from None
+    cameras = ", ".join(f"{c.name} ({c.source})" for c in config.cameras)
+    print(f"{path}: OK — device {config.device_id}, backend {config.detector.backend}, model "
+          f"{config.detector.model}, brokers {', '.join(config.mqtt.brokers)}, cameras {cameras}")
+    return 0

@@ -81,6 +81,7 @@ def _serve(conn: multiprocessing.connection.Connection, settings: DetectorSettin
     """The child's main: load, report, then answer frames until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload is the parent's business
     faulthandler.enable()  # a native crash prints the Python stack before the process dies
     from edged.service.journal import make_handler
 

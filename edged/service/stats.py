@@ -1,10 +1,9 @@
-"""Counters the daemon reports: fps, inference times, drops, source states, temperatures.
+"""Counters the daemon reports: fps, inference times, drops, source states.
 
 The pipeline threads record into one thread-safe PipelineStats; the service
 takes snapshots of the last `window` seconds for the MQTT stats message and
-systemd's STATUS= line. Temperatures come from sysfs: the CPU from
-/sys/class/thermal, a PCIe/M.2 Coral from the gasket driver's
-/sys/class/apex/apex_N/temp (the USB accelerator exposes none).
+systemd's STATUS= line. (Temperatures are added by the publisher, which reads
+them from sysfs: edged/publish/thermal.py.)
 """
 
 from __future__ import annotations
@@ -13,15 +12,12 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-CPU_ZONE_TYPES = ("cpu-thermal", "cpu_thermal", "x86_pkg_temp", "soc_thermal", "soc-thermal", "cpu")
-
 
 @dataclass
-class CameraStats:
+class CameraCounters:
     fps: float = 0.0
     frames: int = 0
     frames_dropped: int = 0
@@ -36,36 +32,11 @@ class StatsSnapshot:
     inference_p95_ms: float
     frames_processed: int
     frames_dropped: int
-    cameras: dict[str, CameraStats] = field(default_factory=dict)
-    cpu_temp_c: float | None = None
-    tpu_temp_c: float | None = None
+    cameras: dict[str, CameraCounters] = field(default_factory=dict)
 
 
 def percentile(values: list[float] | np.ndarray, q: float) -> float:
     return float(np.percentile(values, q)) if len(values) else 0.0
-
-
-def _read_millidegrees(path: Path) -> float | None:
-    try:
-        return round(int(path.read_text().strip()) / 1000.0, 1)
-    except (OSError, ValueError):
-        return None
-
-
-def cpu_temperature(root: Path = Path("/sys/class/thermal")) -> float | None:
-    """The CPU/SoC thermal zone in °C (first zone if none is typed as the CPU), or None."""
-    zones = sorted(root.glob("thermal_zone*"))
-    typed = [(z, (z / "type").read_text().strip() if (z / "type").exists() else "") for z in zones]
-    for zone, kind in typed:
-        if kind in CPU_ZONE_TYPES:
-            return _read_millidegrees(zone / "temp")
-    return _read_millidegrees(zones[0] / "temp") if zones else None
-
-
-def tpu_temperature(root: Path = Path("/sys/class/apex")) -> float | None:
-    """The hottest PCIe Edge TPU in °C (gasket/apex driver), or None where none is exposed."""
-    temps = [t for p in sorted(root.glob("apex_*")) if (t := _read_millidegrees(p / "temp")) is not None]
-    return max(temps) if temps else None
 
 
 class PipelineStats:
@@ -76,13 +47,13 @@ class PipelineStats:
         self.started_ns = time.monotonic_ns()
         self._lock = threading.Lock()
         self._samples: deque[tuple[int, str, float]] = deque()  # (published ns, camera, inference ms)
-        self._cameras: dict[str, CameraStats] = {}
+        self._cameras: dict[str, CameraCounters] = {}
         self._processed = 0
         self._dropped = 0
 
-    def camera(self, name: str) -> CameraStats:
+    def camera(self, name: str) -> CameraCounters:
         with self._lock:
-            return self._cameras.setdefault(name, CameraStats())
+            return self._cameras.setdefault(name, CameraCounters())
 
     def set_state(self, camera: str, state: str) -> None:
         self.camera(camera).source_state = state
@@ -106,7 +77,7 @@ class PipelineStats:
         while self._samples and self._samples[0][0] < now_ns - self.window_ns:
             self._samples.popleft()
 
-    def snapshot(self, *, temperatures: bool = True) -> StatsSnapshot:
+    def snapshot(self) -> StatsSnapshot:
         now_ns = time.monotonic_ns()
         with self._lock:
             self._trim(now_ns)
@@ -115,7 +86,7 @@ class PipelineStats:
             per_camera: dict[str, int] = {}
             for _, name, _ in self._samples:
                 per_camera[name] = per_camera.get(name, 0) + 1
-            cameras = {name: CameraStats(fps=round(per_camera.get(name, 0) / span, 2), frames=cam.frames,
+            cameras = {name: CameraCounters(fps=round(per_camera.get(name, 0) / span, 2), frames=cam.frames,
                                          frames_dropped=cam.frames_dropped, source_state=cam.source_state)
                        for name, cam in self._cameras.items()}
             processed, dropped = self._processed, self._dropped
@@ -127,6 +98,4 @@ class PipelineStats:
             frames_processed=processed,
             frames_dropped=dropped,
             cameras=cameras,
-            cpu_temp_c=cpu_temperature() if temperatures else None,
-            tpu_temp_c=tpu_temperature() if temperatures else None,
         )

@@ -1,0 +1,186 @@
+"""The daemon's configuration: one TOML file, strictly typed, every key with a documented default.
+
+Sections: `[device]`, `[detector]` (DetectorSettings), `[mqtt]` (MqttSettings),
+`[publish]` (PublishSettings), `[[cameras]]` and `[service]`. msgspec decodes
+the file straight into these Structs, so a wrong type or an unknown key is
+rejected with its key path ("edged.toml: cameras[0].fps: Expected `float`…");
+a file that does not exist where `--config` points is an error too, but with
+no `--config` and no /etc/edged/edged.toml the embedded defaults run as they
+are. Command-line flags override file values (`with_overrides`).
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+
+from edged.detect.settings import DetectorSettings
+from edged.errors import ConfigError
+from edged.publish.settings import MqttSettings, PublishSettings
+
+DEFAULT_PATH = Path("/etc/edged/edged.toml")
+CAMERA_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # one MQTT topic level, no wildcards or separators
+
+
+def _field(title: str, description: str, **constraints) -> msgspec.Meta:
+    return msgspec.Meta(title=title, description=description, **constraints)
+
+
+class DeviceConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Who this device is on the broker."""
+
+    id: Annotated[str, _field(
+        "Device id", "Names the device in topics (`edged/<id>/…`) and payloads; empty: the host name.",
+        pattern=r"^[^/#+\s]*$")] = ""
+
+
+class CameraConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """One camera: where frames come from and how fast they are taken."""
+
+    name: Annotated[str, _field(
+        "Name", "Topic level of this camera (`edged/<device>/<name>/detections`).", pattern=CAMERA_NAME)] = "cam0"
+    source: Annotated[str, _field(
+        "Source", "`samples` (the photos `edged models fetch` fetches), `picamera2:N`, `/dev/videoN`, "
+        "`rtsp://…`, `http(s)://…`, a video file, an image file, a directory of images or a glob.")] = "samples"
+    fps: Annotated[Annotated[float, msgspec.Meta(ge=0.0)] | Literal["auto"], _field(
+        "Frame-rate cap", "At most this many frames per second go to inference; 0: no cap (files are then "
+        "read as fast as inference takes them). `auto`: 2 for images, a video file's own rate, no cap for "
+        "cameras and streams.")] = "auto"
+    width: Annotated[int, _field(
+        "Capture width", "Requested capture width for picamera2's main stream and V4L2 webcams; 0: the "
+        "device default (1280x720 for picamera2).", ge=0)] = 0
+    height: Annotated[int, _field("Capture height", "Requested capture height; 0: the device default.", ge=0)] = 0
+    resize: Annotated[Literal["default", "stretch", "letterbox"], _field(
+        "Resize", "How frames are fitted to the model input; `default`: the detector's `resize`. "
+        "picamera2's lores stream is always scaled by the ISP (stretch).")] = "default"
+    snapshot: Annotated[Literal["main", "lores", "none"], _field(
+        "Snapshot stream", "Picture kept for snapshots: `main` (full resolution), `lores` (the model-sized "
+        "picamera2 stream) or `none` (no snapshots; saves a copy per frame).")] = "main"
+    timeout_seconds: Annotated[float, _field(
+        "Stream timeout", "Open and read timeout of network streams; a stream silent this long is "
+        "reconnected.", gt=0.0)] = 10.0
+
+
+class ServiceConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """How the daemon runs: logging, supervision of the worker and the sources."""
+
+    log_level: Annotated[Literal["debug", "info", "warning", "error"], _field(
+        "Log level", "Messages below this level are not logged.")] = "info"
+    frame_timeout_seconds: Annotated[float, _field(
+        "Frame timeout", "An inference worker with no answer for this long is killed and replaced.",
+        gt=0.0)] = 10.0
+    cpu_standby: Annotated[bool, _field(
+        "CPU standby", "While on the Edge TPU in `auto`, keep a loaded CPU worker ready so a TPU failure "
+        "costs one frame (about 40 MB of RAM).")] = True
+    reconnect_initial_seconds: Annotated[float, _field(
+        "Reconnect delay", "First wait before reopening a failed source; doubles after each failure.",
+        gt=0.0)] = 0.5
+    reconnect_max_seconds: Annotated[float, _field(
+        "Reconnect delay cap", "Longest wait between attempts to reopen a failed source.", gt=0.0)] = 30.0
+    status_interval_seconds: Annotated[float, _field(
+        "Status interval", "Seconds between systemd STATUS= updates (fps, backend).", gt=0.0)] = 5.0
+    private_broker: Annotated[bool, _field(
+        "Private broker", "When the broker is the default mqtt://[::1]:1883 and nothing listens there, "
+        "start a private mosquitto on [::1]:1883 for the daemon's lifetime.")] = True
+
+
+class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The whole file."""
+
+    device: Annotated[DeviceConfig, _field("Device", "Identity.")] = msgspec.field(default_factory=DeviceConfig)
+    detector: Annotated[DetectorSettings, _field("Detector", "Model, backend, postprocessing.")] = \
+        msgspec.field(default_factory=DetectorSettings)
+    mqtt: Annotated[MqttSettings, _field("MQTT", "Broker connection.")] = msgspec.field(default_factory=MqttSettings)
+    publish: Annotated[PublishSettings, _field("Publish", "Topics and what goes on them.")] = \
+        msgspec.field(default_factory=PublishSettings)
+    cameras: Annotated[list[CameraConfig], _field("Cameras", "One `[[cameras]]` table per camera.",
+                                                  min_length=1)] = \
+        msgspec.field(default_factory=lambda: [CameraConfig()])
+    service: Annotated[ServiceConfig, _field("Service", "Supervision and logging.")] = \
+        msgspec.field(default_factory=ServiceConfig)
+
+    @property
+    def device_id(self) -> str:
+        return self.device.id or socket.gethostname()
+
+    def __post_init__(self) -> None:
+        names = [camera.name for camera in self.cameras]
+        duplicate = next((name for name in names if names.count(name) > 1), None)
+        if duplicate is not None:
+            raise ValueError(f"camera name `{duplicate}` is used twice - at `$.cameras`")
+        if self.service.reconnect_max_seconds < self.service.reconnect_initial_seconds:
+            raise ValueError("must be at least `reconnect_initial_seconds` - at `$.service.reconnect_max_seconds`")
+
+
+_KEY_PATH = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+
+
+def _explain(where: str, exc: Exception) -> ConfigError:
+    """msgspec's "Expected `int`, got `str` - at `$.mqtt.qos`" → "FILE: mqtt.qos: Expected `int`, got `str`"."""
+    match = _KEY_PATH.match(str(exc))
+    assert match is not None
+    path = (match.group("path") or "").lstrip(".")
+    message = match.group("message").replace("Object contains unknown field", "unknown key")
+    return ConfigError(f"{where}: {path + ': ' if path else ''}{message}")
+
+
+def parse_config(data: bytes | str, where: str = "<config>") -> Config:
+    """TOML text → Config; ConfigError naming `where`, the key path and what was expected."""
+    try:
+        return msgspec.toml.decode(data, type=Config)
+    except msgspec.ValidationError as exc:
+        raise _explain(where, exc) from None
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"{where}: not valid TOML ({exc})") from None
+
+
+def load_config(path: Path | str | None = None) -> Config:
+    """Read the config file; None: DEFAULT_PATH if it exists, else the embedded defaults."""
+    if path is None:
+        if not DEFAULT_PATH.exists():
+            return Config()
+        path = DEFAULT_PATH
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from None
+    return parse_config(data, str(path))
+
+
+def with_overrides(config: Config, *, source: str | None = None, broker: str | None = None,
+                   model: str | None = None, backend: str | None = None, device_id: str | None = None,
+                   camera: str | None = None) -> Config:
+    """Apply `edged run` flags on top of the file (or defaults): a one-line run needs no file.
+
+    `--source` replaces the cameras with one camera (named by `--camera`, else the
+    first configured camera's name); `--camera` alone selects one configured camera.
+    """
+    replace = msgspec.structs.replace
+    if model is not None:
+        config = replace(config, detector=replace(config.detector, model=model))
+    if backend is not None:
+        config = replace(config, detector=replace(config.detector, backend=backend))
+    if broker is not None:
+        config = replace(config, mqtt=replace(config.mqtt, brokers=[broker]))
+    if device_id is not None:
+        config = replace(config, device=replace(config.device, id=device_id))
+    if source is not None:
+        base = next((c for c in config.cameras if c.name == camera), config.cameras[0])
+        config = replace(config, cameras=[replace(base, name=camera or base.name, source=source)])
+    elif camera is not None:
+        chosen = [c for c in config.cameras if c.name == camera]
+        if not chosen:
+            known = ", ".join(c.name for c in config.cameras)
+            raise ConfigError(f"--camera {camera}: no such camera in the config (cameras: {known})")
+        config = replace(config, cameras=chosen)
+    try:  # re-validate what the flags changed (camera name pattern, device id)
+        return msgspec.convert(msgspec.to_builtins(config), type=Config)
+    except msgspec.ValidationError as exc:
+        raise _explain("command line", exc) from None

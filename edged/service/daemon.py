@@ -1,0 +1,208 @@
+"""`edged run`'s main loop: start, tell systemd, publish stats, reload on SIGHUP, stop cleanly on SIGTERM.
+
+Exit codes are the contract with the unit: 0 after a clean stop, 78 for a bad
+configuration (RestartPreventExitStatus=78: restarting cannot fix it), 69 when
+a required resource is missing at start (model not fetched, camera absent).
+SIGTERM stops capture, lets the frame in flight finish and be published, sends
+the retained `offline` status, flushes and exits within 5 s. SIGHUP re-reads
+the config file; a bad new file is logged and the running one kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from edged.config import Config, load_config, with_overrides
+from edged.errors import EdgedError
+from edged.publish.mosquitto import Mosquitto, is_listening
+from edged.publish.payloads import CameraStats, InferenceMs, Stats
+from edged.publish.settings import DEFAULT_BROKER
+from edged.service.journal import setup_logging
+from edged.service.pipeline import Processed
+from edged.service.runtime import Runtime, make_publisher, start_runtime
+from edged.service.systemd import Notifier, Watchdog
+
+log = logging.getLogger(__name__)
+
+STOP_BUDGET_SECONDS = 4.5  # systemd's default TimeoutStopSec is far longer; the contract says 5 s
+DEFAULT_HOST, DEFAULT_PORT = "::1", 1883
+
+
+class Daemon:
+    def __init__(self, config: Config, *, config_path: Path | None = None, overrides: dict[str, Any] | None = None,
+                 notifier: Notifier | None = None, verbose: bool = False,
+                 observe: Callable[[Processed], None] | None = None) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.overrides = overrides or {}
+        self.notifier = notifier or Notifier()
+        self.watchdog = Watchdog(self.notifier)
+        self.verbose = verbose
+        self.observe = observe
+        self.runtime: Runtime | None = None
+        self.broker: Mosquitto | None = None
+        self._wake = threading.Event()
+        self._stop_requested = False
+        self._reload_requested = False
+
+    # -- signals -------------------------------------------------------------------------------------------
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        if signum == signal.SIGHUP:
+            self._reload_requested = True
+        else:
+            self._stop_requested = True
+        self._wake.set()
+
+    def request_stop(self) -> None:
+        self._stop_requested = True
+        self._wake.set()
+
+    # -- run -----------------------------------------------------------------------------------------------
+    def run(self) -> int:
+        self._setup_logging(self.config)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, self._on_signal)
+        started = time.monotonic()
+        publisher = make_publisher(self.config)  # bad URLs, TLS files, credentials: 78 before anything starts
+        self._ensure_broker(self.config)
+        try:
+            self.runtime = start_runtime(self.config, alive=self.watchdog.kick, observe=self.observe,
+                                         publisher=publisher, on_change=self._state_changed)
+            self._go_live(self.runtime)
+            log.info("ready in %.2f s", time.monotonic() - started)
+            self.notifier.ready(self.runtime.status_line())
+            self.watchdog.arm()
+            self._loop()
+        finally:
+            self._shutdown()
+        return 0
+
+    def _go_live(self, runtime: Runtime) -> None:
+        info = runtime.inference.info
+        runtime.publisher.start(backend=runtime.inference.backend, model=info.model if info else "")
+        self._state_changed(runtime)
+        runtime.pipeline.start()
+
+    def _loop(self) -> None:
+        assert self.runtime is not None
+        next_stats = time.monotonic() + self.config.publish.stats_interval_seconds
+        next_status = time.monotonic() + self.config.service.status_interval_seconds
+        while not self._stop_requested:
+            self._wake.wait(max(0.0, min(next_stats, next_status) - time.monotonic()))
+            self._wake.clear()
+            if self._reload_requested:
+                self._reload_requested = False
+                self._reload()
+            now = time.monotonic()
+            if now >= next_stats:
+                self.runtime.publisher.publish_stats(self._stats_payload(self.runtime))
+                next_stats = now + self.config.publish.stats_interval_seconds
+            if now >= next_status:
+                self.notifier.status(self.runtime.status_line())
+                next_status = now + self.config.service.status_interval_seconds
+
+    def _shutdown(self) -> None:
+        deadline = time.monotonic() + STOP_BUDGET_SECONDS
+        self.notifier.stopping()
+        runtime, self.runtime = self.runtime, None
+        if runtime is not None:
+            log.info("stopping: finishing the frame in flight")
+            runtime.pipeline.stop(timeout=max(0.5, deadline - time.monotonic() - 1.5))
+            runtime.publisher.stop(timeout=max(0.5, deadline - time.monotonic() - 0.5))
+            runtime.inference.close()
+        if self.broker is not None:
+            self.broker.close()
+            self.broker = None
+        log.info("stopped")
+
+    # -- state, stats, logging -----------------------------------------------------------------------------
+    def _state_changed(self, runtime: Runtime | None = None) -> None:
+        runtime = runtime or self.runtime
+        if runtime is None:
+            return
+        info = runtime.inference.info
+        state = runtime.inference.state
+        runtime.publisher.set_state(state, backend=runtime.inference.backend, model=info.model if info else "")
+        if state == "degraded":
+            log.warning("status degraded: %s", runtime.inference.reason or "no inference worker")
+        self.notifier.status(runtime.status_line())
+
+    @staticmethod
+    def _stats_payload(runtime: Runtime) -> Stats:
+        snap = runtime.stats.snapshot()
+        info = runtime.inference.info
+        return Stats(
+            state=runtime.inference.state, backend=runtime.inference.backend, model=info.model if info else "",
+            uptime_s=snap.uptime_s, fps=snap.fps,
+            inference_ms=InferenceMs(p50=snap.inference_p50_ms, p95=snap.inference_p95_ms),
+            frames_processed=snap.frames_processed, frames_dropped=snap.frames_dropped,
+            cameras={name: CameraStats(fps=c.fps, frames_dropped=c.frames_dropped, source_state=c.source_state)
+                     for name, c in snap.cameras.items()})
+
+    def _setup_logging(self, config: Config) -> None:
+        setup_logging("debug" if self.verbose else config.service.log_level, device_id=config.device_id)
+
+    def _ensure_broker(self, config: Config) -> None:
+        """The quick start's broker: a private mosquitto on [::1]:1883 when the default broker is not running."""
+        if (self.broker is not None or not config.service.private_broker or config.mqtt.brokers != [DEFAULT_BROKER]
+                or is_listening(DEFAULT_HOST, DEFAULT_PORT)):
+            return
+        try:
+            # setsid: its own session, so a Ctrl-C in the terminal reaches only edged, which then
+            # publishes `offline` to this broker before stopping it.
+            self.broker = Mosquitto(port=DEFAULT_PORT, bind=DEFAULT_HOST, argv_prefix=["setsid"]).start()
+        except EdgedError as exc:
+            log.warning("no MQTT broker on [::1]:1883 and no private one could be started (%s); "
+                        "publishing starts when a broker listens there", exc)
+            return
+        log.info("no MQTT broker on [::1]:1883: started a private mosquitto there (pid %s) for this run",
+                 self.broker.pid)
+
+    # -- reload ------------------------------------------------------------------------------------------
+    def _reload(self) -> None:
+        """SIGHUP: re-read and re-validate the file; apply it, or log why not and keep running as before."""
+        self.notifier.reloading()
+        old = self.runtime
+        assert old is not None
+        try:
+            new = with_overrides(load_config(self.config_path), **self.overrides)
+            same_publisher = (new.mqtt, new.publish, new.device_id) == (old.config.mqtt, old.config.publish,
+                                                                         old.config.device_id)
+            publisher = old.publisher if same_publisher else make_publisher(new)
+        except EdgedError as exc:
+            log.error("reload refused, keeping the running configuration: %s", exc)
+            self.notifier.ready(old.status_line())
+            return
+        if new == self.config:
+            log.info("reload: configuration unchanged")
+            self.notifier.ready(old.status_line())
+            return
+        log.info("reload: applying the new configuration")
+        old.pipeline.stop(timeout=2.0)
+        old.inference.close()
+        self._setup_logging(new)
+        self._ensure_broker(new)
+        try:
+            runtime = start_runtime(new, alive=self.watchdog.kick, observe=self.observe, publisher=publisher,
+                                    on_change=self._state_changed)
+        except EdgedError as exc:
+            log.error("reload failed (%s); restarting with the previous configuration", exc)
+            new, publisher = self.config, old.publisher
+            runtime = start_runtime(new, alive=self.watchdog.kick, observe=self.observe, publisher=publisher,
+                                    on_change=self._state_changed)
+        if publisher is not old.publisher:
+            old.publisher.stop(timeout=1.0)
+            self.runtime = runtime
+            self._go_live(runtime)
+        else:
+            self.runtime = runtime
+            self._state_changed(runtime)
+            runtime.pipeline.start()
+        self.config = new
+        self.notifier.ready(runtime.status_line())

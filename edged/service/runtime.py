@@ -1,0 +1,116 @@
+"""Building and tearing down what one configuration runs: publisher, inference workers, sources, pipeline.
+
+Kept apart from the run loop so a SIGHUP reload can build the parts of a new
+configuration next to the running ones and keep the old ones when the new
+ones do not come up. Order at start matters for systemd: the model is loaded
+first (picamera2 needs its input size for the lores stream), then every source
+is opened; only then is the service READY.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from edged import __version__
+from edged.config import CameraConfig, Config
+from edged.detect.worker import WorkerResult
+from edged.errors import UnavailableError
+from edged.publish.publisher import Publisher
+from edged.publish.topics import check_camera
+from edged.service.inference import Inference
+from edged.service.pipeline import CameraRun, Pipeline, Processed
+from edged.service.stats import PipelineStats
+from edged.sources.base import Source, SourceError
+from edged.sources.factory import create_source
+from edged.types import Frame
+
+log = logging.getLogger(__name__)
+
+
+def make_publisher(config: Config) -> Publisher:
+    """Validates broker URLs, TLS files and credentials (ConfigError) before anything is sent."""
+    for camera in config.cameras:
+        check_camera(camera.name)
+    return Publisher(config.mqtt, config.publish, device_id=config.device_id, version=__version__)
+
+
+def make_sources(cameras: list[CameraConfig]) -> list[Source]:
+    return [create_source(c.name, c.source, width=c.width, height=c.height,
+                          fps=c.fps if isinstance(c.fps, float) else 0.0, snapshot=c.snapshot,
+                          timeout_seconds=c.timeout_seconds) for c in cameras]
+
+
+def open_sources(sources: list[Source], model_size: tuple[int, int]) -> None:
+    """Open every source once; a camera that cannot be opened at start is UnavailableError (exit 69)."""
+    opened: list[Source] = []
+    try:
+        for source in sources:
+            try:
+                source.open(model_size)
+            except SourceError as exc:
+                raise UnavailableError(f"camera {source.camera}: cannot open {source.uri}: {exc}") from None
+            opened.append(source)
+            log.info("camera %s: %s open", source.camera, source.uri, extra={"CAMERA": source.camera})
+    except BaseException:
+        for source in opened:
+            source.close()
+        raise
+
+
+def fps_cap(camera: CameraConfig, source: Source) -> float:
+    return source.default_fps() if camera.fps == "auto" else float(camera.fps)
+
+
+@dataclass
+class Runtime:
+    """The running parts of one configuration."""
+
+    config: Config
+    publisher: Publisher
+    inference: Inference
+    pipeline: Pipeline
+    stats: PipelineStats
+
+    def status_line(self) -> str:
+        """systemd's STATUS=: one line a person reads in `systemctl status edged`."""
+        snap = self.stats.snapshot()
+        cameras = ", ".join(f"{name} {c.source_state}" for name, c in snap.cameras.items())
+        state = self.inference.state
+        line = (f"{state} · {self.inference.backend} · {snap.fps:.1f} fps · inference p50 "
+                f"{snap.inference_p50_ms:.1f} ms · {cameras} · MQTT {'up' if self.publisher.connected else 'down'}")
+        if state == "degraded" and self.inference.reason:
+            line += f" · {self.inference.reason}"
+        return line
+
+
+def start_runtime(config: Config, *, alive: Callable[[], object],
+                  observe: Callable[[Processed], None] | None = None,
+                  publisher: Publisher | None = None, on_change: Callable[[], None] = lambda: None) -> Runtime:
+    """Build and start everything `config` describes; on failure nothing is left running."""
+    publisher = publisher or make_publisher(config)
+    sources = make_sources(config.cameras)
+    stats = PipelineStats(window_seconds=config.publish.stats_interval_seconds)
+    inference = Inference(config.detector, frame_timeout=config.service.frame_timeout_seconds,
+                          cpu_standby=config.service.cpu_standby, on_change=on_change)
+    info = inference.start()
+    try:
+        open_sources(sources, (info.input_spec.width, info.input_spec.height))
+    except BaseException:
+        inference.close()
+        raise
+
+    def publish(frame: Frame, result: WorkerResult, backend: str, model: str) -> None:
+        publisher.publish_frame(frame.source, frame, result.detections, inference_ms=result.inference_ms,
+                                backend=backend, model=model)
+
+    runs = [CameraRun(source, fps_cap(camera, source),
+                      config.detector.resize if camera.resize == "default" else camera.resize,
+                      keep_image=camera.snapshot != "none")
+            for camera, source in zip(config.cameras, sources)]
+    for run in runs:
+        log.info("camera %s: %s, fps cap %s", run.source.camera, run.source.uri, f"{run.fps:g}" if run.fps else "none")
+    pipeline = Pipeline(runs, inference, publish, stats=stats, alive=alive, observe=observe,
+                        reconnect=(config.service.reconnect_initial_seconds, config.service.reconnect_max_seconds))
+    return Runtime(config, publisher, inference, pipeline, stats)

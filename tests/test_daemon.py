@@ -1,0 +1,217 @@
+"""`edged run` as a subprocess with the real model, a real mosquitto, a real NOTIFY_SOCKET."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from edged.errors import EX_CONFIG, EX_UNAVAILABLE
+from edged.types import Box
+from tests.edged_process import REPO, EdgedRun, NotifyListener, broker_url
+from tests.fixtures.broker import Subscriber, assert_valid_payloads
+
+
+@pytest.fixture
+def broker(mosquitto):
+    return mosquitto()
+
+
+@pytest.fixture
+def notify(tmp_path: Path):
+    listener = NotifyListener(tmp_path)
+    yield listener
+    listener.close()
+
+
+@pytest.fixture
+def runs():
+    started: list[EdgedRun] = []
+
+    def start(args: list[str], **kwargs) -> EdgedRun:
+        run = EdgedRun(args, **kwargs)
+        started.append(run)
+        return run
+
+    yield start
+    for run in started:
+        run.stop()
+
+
+def detect_json(images: list[Path], data_dir: Path) -> dict[tuple[int, int], list[dict]]:
+    """`edged detect --json --backend cpu` on the photos, keyed by image size."""
+    out = subprocess.run([sys.executable, "-m", "edged", "detect", "--json", "--backend", "cpu", *map(str, images)],
+                         cwd=REPO, env={**os.environ, "EDGED_DATA_DIR": str(data_dir)}, capture_output=True,
+                         text=True, check=True).stdout
+    records = [json.loads(line) for line in out.splitlines()]
+    return {(r["width"], r["height"]): r["detections"] for r in records}
+
+
+def same_detections(got: list[dict], want: list[dict]) -> bool:
+    if [(d["label"], d["class_id"], d["score"]) for d in got] != [(d["label"], d["class_id"], d["score"])
+                                                                  for d in want]:
+        return False
+    return all(Box(**g["box"]).iou(Box(**w["box"])) > 0.999 for g, w in zip(got, want))
+
+
+def test_subscriber_receives_what_edged_detect_finds_on_the_sample_photos(fetched_data_dir: Path, broker, notify,
+                                                                           runs):
+    samples = sorted(p for p in (fetched_data_dir / "samples").iterdir() if p.suffix in (".jpg", ".bmp"))
+    sizes = {Image.open(p).size for p in samples}
+    assert len(sizes) == len(samples)  # the payload's frame size tells the photos apart
+    subscriber = Subscriber("::1", broker.port, ("edged/#",))
+    try:
+        run = runs(["--backend", "cpu", "--broker", broker_url(broker), "--device-id", "pi-test"],
+                   data_dir=fetched_data_dir, notify=notify)
+        notify.wait_for("READY=1")
+        topic = "edged/pi-test/cam0/detections"
+        subscriber.wait_for(lambda ms: {(m.json()["frame"]["width"], m.json()["frame"]["height"])
+                                        for m in ms if m.topic == topic} >= sizes, timeout=30)
+        expected = detect_json(samples, fetched_data_dir)
+        by_size = {}
+        for message in subscriber.on(topic):
+            payload = message.json()
+            by_size.setdefault((payload["frame"]["width"], payload["frame"]["height"]), payload)
+        for size, want in expected.items():
+            got = by_size[size]
+            assert got["device"] == "pi-test" and got["camera"] == "cam0"
+            assert got["backend"].startswith("cpu:") and got["model"] == "ssd_mobilenet_v1_coco_quant"
+            assert same_detections(got["detections"], want), (size, got["detections"], want)
+        status = subscriber.on("edged/pi-test/status")[-1].json()
+        assert status["state"] == "online" and status["backend"].startswith("cpu:")
+        assert assert_valid_payloads(subscriber.messages) >= len(samples)
+        assert "fps cap 2" in run.text  # still images are paced by default
+    finally:
+        subscriber.stop()
+
+
+def feed_fifo(fifo: Path, jpeg: bytes, feeding: threading.Event, done: threading.Event) -> None:
+    """Write one JPEG per open of the FIFO while `feeding` is set: a camera that can stall."""
+    while not done.is_set():
+        if not feeding.is_set():
+            time.sleep(0.05)
+            continue
+        try:
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:  # no reader yet
+            time.sleep(0.02)
+            continue
+        try:
+            with os.fdopen(fd, "wb") as pipe:
+                os.set_blocking(pipe.fileno(), True)
+                pipe.write(jpeg)
+        except BrokenPipeError:  # the reader went away mid-picture (daemon stopping)
+            pass
+        time.sleep(0.1)  # let the reader see EOF before the next picture starts
+
+
+def test_ready_before_watchdog_pings_that_stop_when_the_source_stalls(fetched_data_dir: Path, broker, notify,
+                                                                      runs, tmp_path: Path):
+    fifo = tmp_path / "camera.jpg"
+    os.mkfifo(fifo)
+    jpeg = (fetched_data_dir / "samples" / "pets.jpg").read_bytes()
+    feeding, done = threading.Event(), threading.Event()
+    feeding.set()
+    feeder = threading.Thread(target=feed_fifo, args=(fifo, jpeg, feeding, done), daemon=True)
+    feeder.start()
+    config = tmp_path / "edged.toml"
+    config.write_text('[service]\nstatus_interval_seconds = 0.5\n[[cameras]]\nname = "door"\nfps = 5\n')
+    try:
+        run = runs(["--config", str(config), "--source", str(fifo), "--backend", "cpu", "--broker", broker_url(broker),
+                    "--device-id", "pi-wd"], data_dir=fetched_data_dir, notify=notify, watchdog_usec=1_000_000)
+        notify.wait_for("WATCHDOG=1", count=4, timeout=30)
+        lines = notify.lines()
+        assert lines.index("READY=1") < lines.index("WATCHDOG=1")
+        assert any(line.startswith("STATUS=") and "fps" in line and "cpu:" in line for line in lines)
+        feeding.clear()  # the camera stalls: the reader blocks opening the FIFO, no frame gets through
+        time.sleep(1.5)  # the frame in flight may still complete and ping once
+        stalled_since = time.monotonic()
+        time.sleep(3.0)
+        assert notify.count("WATCHDOG=1", since=stalled_since) == 0
+        assert any(line.startswith("STATUS=") for line in notify.lines(since=stalled_since))  # the daemon lives on
+        feeding.set()
+        notify.wait_for("WATCHDOG=1", count=2, since=time.monotonic(), timeout=15)
+        assert run.process.poll() is None
+    finally:
+        done.set()
+
+
+def test_sigterm_publishes_retained_offline_and_exits_zero(fetched_data_dir: Path, broker, notify, runs):
+    subscriber = Subscriber("::1", broker.port, ("edged/pi-stop/#",))
+    try:
+        run = runs(["--backend", "cpu", "--broker", broker_url(broker), "--device-id", "pi-stop"],
+                   data_dir=fetched_data_dir, notify=notify)
+        subscriber.wait_topic("edged/pi-stop/cam0/detections", timeout=30)
+        run.signal(signal.SIGTERM)
+        assert run.wait(timeout=5) == 0
+        assert "STOPPING=1" in notify.lines()
+    finally:
+        subscriber.stop()
+    late = Subscriber("::1", broker.port, ("edged/pi-stop/status",))
+    try:
+        retained = late.wait_topic("edged/pi-stop/status")[0]
+        assert retained.retain and retained.json()["state"] == "offline"
+    finally:
+        late.stop()
+
+
+def test_bad_config_exits_78_naming_the_key_path(fetched_data_dir: Path, runs, tmp_path: Path):
+    config = tmp_path / "edged.toml"
+    config.write_text('[detector]\nthreads = "two"\n')
+    run = runs(["--config", str(config)], data_dir=fetched_data_dir)
+    assert run.wait(timeout=30) == EX_CONFIG
+    assert f"{config}: detector.threads: Expected `int`, got `str`" in run.text
+    config.write_text('[mqtt]\nbrokers = ["mqtt://[fe80::1]:1883"]\n')  # link-local without a zone
+    bad_broker = runs(["--config", str(config)], data_dir=fetched_data_dir)
+    assert bad_broker.wait(timeout=30) == EX_CONFIG
+
+
+def test_missing_model_exits_69_saying_what_to_fetch(runs, tmp_path: Path, broker):
+    run = runs(["--backend", "cpu", "--broker", broker_url(broker)], data_dir=tmp_path / "empty")
+    assert run.wait(timeout=30) == EX_UNAVAILABLE
+    assert "edged models fetch ssd_mobilenet_v1_coco_quant" in run.text
+
+
+def test_a_camera_missing_at_start_exits_69(fetched_data_dir: Path, runs, tmp_path: Path, broker):
+    run = runs(["--backend", "cpu", "--broker", broker_url(broker), "--source", str(tmp_path / "none" / "*.jpg")],
+               data_dir=fetched_data_dir)
+    assert run.wait(timeout=30) == EX_UNAVAILABLE
+    assert "camera cam0: cannot open" in run.text
+
+
+def test_sighup_refuses_a_bad_file_and_applies_a_good_one(fetched_data_dir: Path, broker, notify, runs,
+                                                          tmp_path: Path):
+    config = tmp_path / "edged.toml"
+    good = '[detector]\nbackend = "cpu"\n[[cameras]]\nname = "lab"\nfps = 10\n'
+    config.write_text(good)
+    subscriber = Subscriber("::1", broker.port, ("edged/pi-hup/lab/detections",))
+    try:
+        run = runs(["--config", str(config), "--broker", broker_url(broker), "--device-id", "pi-hup"],
+                   data_dir=fetched_data_dir, notify=notify)
+        subscriber.wait_topic("edged/pi-hup/lab/detections", count=3, timeout=30)
+        config.write_text('[detector]\nbackend = "cpu"\nthreshold = 7\n')
+        run.signal(signal.SIGHUP)
+        run.wait_log(r"reload refused, keeping the running configuration: .*detector.threshold")
+        before = len(subscriber.messages)
+        subscriber.wait_for(lambda ms: len(ms) >= before + 3, timeout=20)  # still publishing
+        config.write_text('[detector]\nbackend = "cpu"\nallow_labels = ["cat"]\n[[cameras]]\nname = "lab"\nfps = 10\n')
+        sent = time.monotonic()
+        run.signal(signal.SIGHUP)
+        run.wait_log("reload: applying the new configuration")
+        notify.wait_for("READY=1", since=sent, timeout=20)
+        assert "RELOADING=1" in notify.lines(since=sent)
+        reloaded = len(subscriber.messages)
+        subscriber.wait_for(lambda ms: len(ms) >= reloaded + 6, timeout=20)
+        after = [m.json() for m in subscriber.messages[reloaded + 1:]]  # (one may have been in flight)
+        labels = {d["label"] for m in after for d in m["detections"]}
+        assert labels == {"cat"}, labels
+    finally:
+        subscriber.stop()
