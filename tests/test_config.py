@@ -1,0 +1,132 @@
+"""The config file: defaults, the documented example, strict decoding with key paths, command-line overrides."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import msgspec
+import pytest
+from msgspec import inspect as mi
+
+from edged import config as config_module
+from edged.config import CameraConfig, Config, load_config, parse_config, with_overrides
+from edged.config_doc import render_example
+from edged.errors import EX_CONFIG, ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "deploy" / "edged.example.toml"
+
+
+def test_defaults_run_the_sample_photos_on_auto_against_the_local_broker():
+    config = Config()
+    assert config.cameras == [CameraConfig(name="cam0", source="samples", fps="auto")]
+    assert config.detector.backend == "auto" and config.detector.threads == 1
+    assert config.mqtt.brokers == ["mqtt://[::1]:1883"]
+    assert config.device_id == socket.gethostname()
+    assert config.service.private_broker and config.service.cpu_standby
+
+
+def test_no_file_at_the_default_path_means_the_defaults(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(config_module, "DEFAULT_PATH", tmp_path / "absent.toml")
+    assert load_config(None) == Config()
+    with pytest.raises(ConfigError, match="absent.toml: no such config file"):
+        load_config(tmp_path / "absent.toml")  # named explicitly: an error
+
+
+def test_example_file_is_the_rendered_defaults_and_decodes_to_them():
+    text = EXAMPLE.read_text()
+    assert text == render_example(), "regenerate with: edged config example > deploy/edged.example.toml"
+    assert load_config(EXAMPLE) == Config()
+
+
+def field_paths(kind: mi.Type, prefix: str = "") -> list[str]:
+    """Every leaf key of the config, as dotted paths (cameras items under `cameras`)."""
+    if isinstance(kind, mi.Metadata):
+        kind = kind.type
+    if isinstance(kind, mi.ListType) and isinstance(kind.item_type, mi.StructType):
+        kind = kind.item_type
+    if not isinstance(kind, mi.StructType):
+        return [prefix]
+    return [path for field in kind.fields for path in field_paths(field.type, f"{prefix}.{field.name}".lstrip("."))]
+
+
+def test_every_config_key_appears_in_the_example():
+    text = EXAMPLE.read_text()
+    paths = field_paths(mi.type_info(Config))
+    assert len(paths) > 60
+    tables: dict[str, list[str]] = {}
+    current = ""
+    for line in text.splitlines():
+        if line.startswith("["):
+            current = line.strip("[]")
+        elif key := re.match(r"^(\w+) = |^# (\w+) =    \(unset by default\)$", line):
+            tables.setdefault(current, []).append(key.group(1) or key.group(2))
+    for path in paths:
+        table, _, key = path.rpartition(".")
+        assert key in tables.get(table, []), f"{path} is missing from {EXAMPLE.name}"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[mqtt]\nqoss = 1\n", "edged.toml: mqtt: unknown key `qoss`"),
+    ("[camera]\nname = 'x'\n", "edged.toml: unknown key `camera`"),
+    ("[detector]\nthreads = 'two'\n", "edged.toml: detector.threads: Expected `int`, got `str`"),
+    ("[[cameras]]\nfps = 'fast'\n", "edged.toml: cameras[0].fps: Invalid enum value 'fast'"),
+    ("[[cameras]]\nfps = -1\n", "edged.toml: cameras[0].fps: Expected `float` >= 0.0"),
+    ("[[cameras]]\nname = 'front/door'\n", "edged.toml: cameras[0].name: Expected `str` matching regex"),
+    ("[[cameras]]\nname = 'a'\n[[cameras]]\nname = 'a'\n", "edged.toml: cameras: camera name `a` is used twice"),
+    ("cameras = []\n", "edged.toml: cameras: Expected `array` of length >= 1"),
+    ("[publish.detections]\nmode = 'sometimes'\n", "edged.toml: publish.detections.mode: Invalid enum value"),
+    ("[service]\nreconnect_initial_seconds = 5.0\nreconnect_max_seconds = 1.0\n",
+     "edged.toml: service.reconnect_max_seconds: must be at least"),
+    ("[detector\n", "edged.toml: not valid TOML"),
+])
+def test_bad_files_name_the_key_path_and_what_was_expected(text: str, message: str):
+    with pytest.raises(ConfigError) as error:
+        parse_config(text, "edged.toml")
+    assert str(error.value).startswith(message), str(error.value)
+    assert error.value.exit_code == EX_CONFIG
+
+
+def test_a_partial_file_keeps_every_other_default():
+    config = parse_config('[detector]\nthreshold = 0.6\n[[cameras]]\nname = "door"\nsource = "/dev/video0"\n')
+    assert config.detector.threshold == 0.6
+    assert msgspec.structs.replace(config.detector, threshold=0.5) == Config().detector
+    assert config.cameras == [CameraConfig(name="door", source="/dev/video0")]
+
+
+def test_flags_override_the_file():
+    config = parse_config('[[cameras]]\nname = "front"\nfps = 4\n[[cameras]]\nname = "back"\n')
+    flags = with_overrides(config, source="rtsp://[2001:db8::5]/s", broker="mqtt://[2001:db8::10]:1883",
+                           backend="cpu", model="ssd_mobilenet_v1_coco_quant", device_id="pi-7")
+    assert flags.cameras == [CameraConfig(name="front", source="rtsp://[2001:db8::5]/s", fps=4.0)]
+    assert flags.mqtt.brokers == ["mqtt://[2001:db8::10]:1883"]
+    assert flags.detector.backend == "cpu" and flags.device_id == "pi-7"
+    assert with_overrides(config, camera="back").cameras == [CameraConfig(name="back")]
+    assert with_overrides(config, source="/srv/x.mp4", camera="garage").cameras[0].name == "garage"
+    with pytest.raises(ConfigError, match="--camera side: no such camera in the config .cameras: front, back"):
+        with_overrides(config, camera="side")
+    with pytest.raises(ConfigError, match="command line: cameras\\[0\\].name"):
+        with_overrides(config, source="samples", camera="a/b")
+
+
+def edged(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edged", *args], cwd=REPO, capture_output=True, text=True)
+
+
+def test_config_check_command(tmp_path: Path):
+    good = edged("config", "check", str(EXAMPLE))
+    assert good.returncode == 0 and "OK" in good.stdout
+    bad = tmp_path / "edged.toml"
+    bad.write_text('[[cameras]]\nsource = "nothing-here"\n')
+    result = edged("config", "check", str(bad))
+    assert result.returncode == EX_CONFIG
+    assert result.stderr.strip() == (f"edged config: error: {bad}: cameras[0].source: camera cam0: source "
+                                     "'nothing-here' is not an existing path and not a picamera2:N, /dev/videoN, "
+                                     "stream URL, video or image file name")
+    assert edged("config", "example").stdout == EXAMPLE.read_text()
+    shown = edged("config", "show", str(EXAMPLE))
+    assert shown.returncode == 0 and parse_config(shown.stdout) == Config()
