@@ -1,0 +1,256 @@
+"""The Ansible role and playbooks in deploy/ansible: lint, syntax, argument specs, the config they
+write, the wheelhouse they install from — and a real rollout over SSH to a fleet of systemd
+containers in IPv6-only namespaces (tests/fleet.py), with the health gate and rollbacks.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from edged import __version__
+from edged.config import parse_config
+from tests.fleet import (ANSIBLE_DIR, BROKER_PORT, SHARED, Device, Fleet, ansible_tool, authorize_key,
+                         broken_source, make_keypair, parse_recap)
+
+PLAYBOOKS = ("site.yml", "rollback.yml", "wheelhouse.yml")
+
+
+def _tool(name: str) -> str:
+    path = ansible_tool(name)
+    if path is None:
+        pytest.skip(f"{name} is not installed (pip install '.[test]')")
+    return path
+
+
+def _run(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
+    env = {"ANSIBLE_CONFIG": str(ANSIBLE_DIR / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
+           "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+           "HOME": str(Path.home()), "LANG": "C.UTF-8"}
+    return subprocess.run(argv, cwd=ANSIBLE_DIR, env=env, capture_output=True, text=True, **kwargs)
+
+
+# ---- fast: lint, syntax, argument specs, rendered config ------------------------------------------
+
+def test_ansible_lint_production_profile():
+    done = _run([_tool("ansible-lint"), "--offline", "--profile", "production", "--nocolor"], timeout=240)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "Profile 'production' was required, and it passed" in output, output
+
+
+@pytest.mark.parametrize("playbook", PLAYBOOKS)
+def test_playbook_syntax(playbook):
+    done = _run([_tool("ansible-playbook"), "--syntax-check", "-i", "inventory.example.ini", playbook])
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_argument_specs_stop_a_bad_value_before_anything_changes(tmp_path):
+    """The role's meta/argument_specs.yml is enforced: a wrong choice fails validation, naming the variable."""
+    done = _run([_tool("ansible-playbook"), "-i", "localhost,", "-c", "local", "site.yml",
+                 "-e", "edged_hosts=localhost", "-e", "edged_edgetpu=coral",
+                 "-e", f"ansible_python_interpreter={sys.executable}"], timeout=120)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0, output
+    assert "Validation of arguments failed" in output, output
+    assert "edged_edgetpu" in output and "none, usb, pci" in output, output
+    assert parse_recap(output)["localhost"]["changed"] == 0
+
+
+def _render_config(tmp_path: Path, variables: dict) -> str:
+    """templates/edged.toml.j2 with the role's own defaults and derived vars, rendered by Ansible."""
+    role = ANSIBLE_DIR / "roles" / "edged"
+    playbook = tmp_path / "render.yml"
+    out = tmp_path / "edged.toml"
+    playbook.write_text(json.dumps([{
+        "name": "Render edged.toml", "hosts": "localhost", "gather_facts": False,
+        "tasks": [
+            {"name": "Role defaults", "ansible.builtin.include_vars": str(role / "defaults" / "main.yml")},
+            {"name": "Role vars", "ansible.builtin.include_vars": str(role / "vars" / "main.yml")},
+            {"name": "Test settings", "ansible.builtin.set_fact": variables},
+            {"name": "Template", "ansible.builtin.template": {
+                "src": str(role / "templates" / "edged.toml.j2"), "dest": str(out), "mode": "0600"}},
+        ]}]))
+    done = _run([_tool("ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook),
+                 "-e", f"ansible_python_interpreter={sys.executable}", "-e", "inventory_hostname_short=x"])
+    assert done.returncode == 0, done.stdout + done.stderr
+    return out.read_text()
+
+
+def test_config_template_writes_a_config_edged_accepts(tmp_path):
+    text = _render_config(tmp_path, {
+        "edged_device_id": "pi-door",
+        "edged_mqtt_brokers": ["mqtts://[2001:db8::10]:8883", "mqtts://[fe80::1%25eth0]:8883"],
+        "edged_mqtt_username": "edged", "edged_mqtt_password": "s3cret",
+        "edged_mqtt_tls_ca_file": "/controller/ca.crt",
+        "edged_backend": "edgetpu",
+        "edged_cameras": [{"name": "front", "source": "picamera2:0", "fps": 5},
+                          {"name": "gate", "source": "rtsp://[2001:db8::20]:554/stream"}],
+        "edged_config": {"detector": {"threshold": 0.6, "allow_labels": ["person", "car"]},
+                         "publish": {"detections": {"mode": "on_change"}, "homeassistant": {"enabled": True}},
+                         "service": {"log_level": "debug"}},
+    })
+    config = parse_config(text, "rendered edged.toml")  # the daemon's own strict decoder
+    assert config.device_id == "pi-door"
+    assert config.mqtt.brokers == ["mqtts://[2001:db8::10]:8883", "mqtts://[fe80::1%25eth0]:8883"]
+    assert config.mqtt.username == "edged" and config.mqtt.password_credential == "mqtt-password"
+    assert "s3cret" not in text
+    assert config.mqtt.tls.ca_file == "/etc/edged/tls/ca.crt" and config.mqtt.tls.cert_file is None
+    assert config.detector.backend == "edgetpu" and config.detector.threshold == 0.6
+    assert config.detector.allow_labels == ["person", "car"]
+    assert [(c.name, c.source, c.fps) for c in config.cameras] == [
+        ("front", "picamera2:0", 5.0), ("gate", "rtsp://[2001:db8::20]:554/stream", "auto")]
+    assert config.publish.detections.mode == "on_change" and config.publish.homeassistant.enabled
+    assert config.service.log_level == "debug"
+
+
+def test_config_template_local_bridge_points_edged_at_the_device_broker(tmp_path):
+    text = _render_config(tmp_path, {
+        "edged_device_id": "pi-shed", "edged_mqtt_local_bridge": True,
+        "edged_mqtt_brokers": ["mqtts://mqtt.example.net:8883"], "edged_mqtt_username": "edged",
+        "edged_mqtt_password": "s3cret", "edged_mqtt_tls_ca_file": "/controller/ca.crt"})
+    config = parse_config(text, "rendered edged.toml")
+    assert config.mqtt.brokers == ["mqtt://[::1]:1883"]
+    assert config.mqtt.username is None and config.mqtt.tls.ca_file is None
+    assert [c.source for c in config.cameras] == ["samples"]  # no cameras given: edged's default
+
+
+# ---- the wheelhouse playbook: a complete offline install set for a Pi ------------------------------
+
+@pytest.mark.ansible
+def test_wheelhouse_playbook_builds_an_offline_install_set_for_aarch64(tmp_path):
+    """wheelhouse.yml on the controller → pip can resolve edged for a Pi (aarch64, Python 3.11) with --no-index."""
+    wheelhouse = tmp_path / "wheelhouse"
+    done = _run([_tool("ansible-playbook"), "-i", "localhost,", "-c", "local", "wheelhouse.yml",
+                 "-e", f"ansible_python_interpreter={sys.executable}", "-e", f"edged_wheelhouse={wheelhouse}"],
+                timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    names = sorted(p.name for p in wheelhouse.glob("*.whl"))
+    assert f"edged-{__version__}-py3-none-any.whl" in names
+    assert any(n.startswith("ai_edge_litert-") and n.endswith("aarch64.whl") for n in names), names
+    resolve = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--report", str(tmp_path / "report.json"),
+         "--no-index", "--find-links", str(wheelhouse), "--only-binary=:all:", "--platform", "manylinux_2_36_aarch64",
+         *(arg for minor in range(35, 16, -1) for arg in ("--platform", f"manylinux_2_{minor}_aarch64")),
+         "--platform", "manylinux2014_aarch64", "--python-version", "3.11", "--implementation", "cp",
+         "--target", str(tmp_path / "target"), f"edged=={__version__}"],
+        capture_output=True, text=True, env={"PIP_CONFIG_FILE": "/dev/null", "PATH": "/usr/bin:/bin"})
+    assert resolve.returncode == 0, resolve.stderr
+    installed = {item["metadata"]["name"] for item in json.loads((tmp_path / "report.json").read_text())["install"]}
+    assert {"edged", "ai-edge-litert", "numpy", "paho-mqtt", "msgspec", "pillow"} <= installed, installed
+
+
+# ---- the fleet: real rollouts over SSH -------------------------------------------------------------
+
+GOOD, NEXT, BROKEN = "1.0.0", "1.1.0", "1.2.0"
+
+
+@pytest.fixture(scope="session")
+def fleet_wheelhouses(tmp_path_factory, nspawn_rootfs) -> dict[str, Path]:
+    """One wheelhouse per release (built once per session): two good ones and one that fails at start."""
+    from tests.fixtures.nspawn import build_wheelhouse
+
+    base = tmp_path_factory.mktemp("wheelhouses")
+    return {
+        GOOD: build_wheelhouse(base / GOOD, version=GOOD),
+        NEXT: build_wheelhouse(base / NEXT, version=NEXT),
+        BROKEN: build_wheelhouse(base / BROKEN, source=broken_source(base / "broken-src"), version=BROKEN),
+    }
+
+
+@pytest.fixture
+def fleet(ipv6_lan, containers, mosquitto, tmp_path) -> Fleet:
+    """A controller with the broker on fd00:ed9e::1 and three booted containers, ::2 to ::4, with sshd."""
+    _tool("ansible-playbook")
+    controller = ipv6_lan.add_host("ctl")
+    mosquitto(host=controller, bind=controller.address, port=BROKER_PORT)
+    key = make_keypair(tmp_path)
+    devices = []
+    for name in ("pi1", "pi2", "pi3"):
+        host = ipv6_lan.add_host(name)
+        container = containers(name, netns=host.netns)
+        authorize_key(container, key.with_suffix(".pub"), tmp_path)
+        devices.append(Device(name=name, address=host.address, container=container))
+    return Fleet(controller=controller, devices=devices, workdir=tmp_path, key=key)
+
+
+def _rollout(fleet: Fleet, wheelhouse: Path) -> object:
+    # Canary, then the other two together (the role's default batches would be 1, 1, 1 for three hosts).
+    return fleet.playbook("site.yml", "-e", f"edged_wheelhouse={wheelhouse}", "-e", '{"edged_serial": [1, "100%"]}')
+
+
+def _assert_running(fleet: Fleet, devices: list[Device], version: str, statuses: dict[str, dict]) -> None:
+    for device in devices:
+        assert device.readlink("/opt/edged/current") == f"/opt/edged/releases/{version}", device.name
+        assert device.container.show("edged", "ActiveState") == "active", device.container.journal("edged")[-3000:]
+        status = statuses.get(device.name, {})
+        assert (status.get("state"), status.get("version")) == ("online", version), (device.name, status)
+
+
+@pytest.mark.ansible
+@pytest.mark.timeout(1200)
+def test_fleet_rollout_health_gate_and_rollbacks(fleet, fleet_wheelhouses):
+    fleet.write_inventory({
+        "edged_mqtt_brokers": [fleet.broker_url],  # mqtt://[fd00:ed9e::1]:1883, over the IPv6-only LAN
+        "edged_models_mirror_dirs": [str((SHARED / "models").resolve()), str((SHARED / "images").resolve())],
+        "edged_backend": "cpu",  # no Coral here: `auto` would report `degraded`
+        "edged_apt_update_cache": False,  # the containers have no package mirror; their packages are there
+        "edged_health_delay": 2,
+    })
+    pi1, pi2, pi3 = fleet.devices
+
+    # 1. First rollout: canary, then the rest; every host passes the health gate.
+    first = _rollout(fleet, fleet_wheelhouses[GOOD])
+    assert first.returncode == 0, first.explain()
+    assert all(r["failed"] == 0 and r["changed"] > 0 for r in first.recap.values()), first.recap_lines
+    assert first.output.count("TASK [edged : Check the status]") == 2, "one health gate per batch"
+    _assert_running(fleet, fleet.devices, GOOD, fleet.statuses())
+
+    # 2. The same release again: nothing changes anywhere.
+    again = _rollout(fleet, fleet_wheelhouses[GOOD])
+    assert again.returncode == 0, again.explain()
+    assert set(again.recap) == {"pi1", "pi2", "pi3"}
+    assert all(r["changed"] == 0 and r["failed"] == 0 for r in again.recap.values()), again.recap_lines
+
+    # 3. An upgrade: new venv next to the old one, previous → old, fresh status with the new version.
+    upgrade = _rollout(fleet, fleet_wheelhouses[NEXT])
+    assert upgrade.returncode == 0, upgrade.explain()
+    before = fleet.statuses()
+    _assert_running(fleet, fleet.devices, NEXT, before)
+    for device in fleet.devices:
+        assert device.readlink("/opt/edged/previous") == f"/opt/edged/releases/{GOOD}"
+    pids = {d.name: d.main_pid() for d in fleet.devices}
+
+    # 4. A release that dies at start: the canary rolls back, the rollout stops before the others.
+    started = time.time()
+    broken = _rollout(fleet, fleet_wheelhouses[BROKEN])
+    assert broken.returncode != 0, broken.explain()
+    assert broken.recap["pi1"]["rescued"] == 1 and broken.recap["pi1"]["failed"] == 1, broken.recap_lines
+    assert "pi2" not in broken.recap and "pi3" not in broken.recap, broken.recap_lines
+    assert f"rolled back to {NEXT}" in broken.output, broken.explain()
+    statuses = fleet.statuses()
+    _assert_running(fleet, fleet.devices, NEXT, statuses)
+    since = statuses["pi1"]["since"]
+    assert since[:19] >= time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(started)), statuses["pi1"]  # restarted
+    assert pi1.readlink("/opt/edged/previous") == f"/opt/edged/releases/{GOOD}"  # put back as it was
+    assert "broken on purpose" in pi1.container.journal("edged")
+    for device in (pi2, pi3):  # untouched: same process, the broken release never arrived
+        assert device.main_pid() == pids[device.name]
+        assert BROKEN not in device.releases()
+        assert statuses[device.name]["since"] == before[device.name]["since"]
+
+    # 5. Manual rollback of the whole fleet to the previous release, through the same health gate.
+    rollback = fleet.playbook("rollback.yml")
+    assert rollback.returncode == 0, rollback.explain()
+    _assert_running(fleet, fleet.devices, GOOD, fleet.statuses())
+    for device in fleet.devices:
+        assert device.readlink("/opt/edged/previous") == f"/opt/edged/releases/{NEXT}"
+
+    print("\nfleet runs: " + ", ".join(f"{run.playbook} {run.seconds:.0f} s" for run in fleet.runs))
+    for run in fleet.runs:
+        print("\n".join(run.recap_lines))
