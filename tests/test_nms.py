@@ -54,21 +54,40 @@ def detections(draw):
 thresholds = st.one_of(st.sampled_from([0.0, 0.25, 0.5, 0.6, 1.0]), st.floats(min_value=0, max_value=1))
 
 
+max_outputs = st.one_of(st.none(), st.integers(min_value=0, max_value=20))
+chunk_sizes = st.sampled_from([1, 3, 7, 256])  # small chunks exercise suppression across chunk boundaries
+
+
 @settings(max_examples=150, deadline=None)
-@given(detections(), thresholds, st.one_of(st.none(), st.integers(min_value=0, max_value=20)))
-def test_class_agnostic_matches_reference(data, threshold, max_output):
+@given(detections(), thresholds, max_outputs, chunk_sizes)
+def test_class_agnostic_matches_reference(data, threshold, max_output, chunk_size):
     boxes, scores, _ = data
-    kept = nms(np.array(boxes, dtype=np.float64).reshape(-1, 4), np.array(scores), threshold, max_output=max_output)
+    kept = nms(np.array(boxes, dtype=np.float64).reshape(-1, 4), np.array(scores), threshold, max_output=max_output,
+               chunk_size=chunk_size)
     assert kept.tolist() == reference_nms(boxes, scores, threshold, max_output=max_output)
 
 
 @settings(max_examples=150, deadline=None)
-@given(detections(), thresholds, st.one_of(st.none(), st.integers(min_value=0, max_value=20)))
-def test_per_class_matches_reference(data, threshold, max_output):
+@given(detections(), thresholds, max_outputs, chunk_sizes)
+def test_per_class_matches_reference(data, threshold, max_output, chunk_size):
     boxes, scores, classes = data
     kept = nms(np.array(boxes, dtype=np.float64).reshape(-1, 4), np.array(scores), threshold,
-               classes=np.array(classes), max_output=max_output)
+               classes=np.array(classes), max_output=max_output, chunk_size=chunk_size)
     assert kept.tolist() == reference_nms(boxes, scores, threshold, classes=classes, max_output=max_output)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=255), min_size=1, max_size=40), thresholds)
+def test_a_precomputed_radix_order_of_quantized_scores_gives_the_same_result(quantized, threshold):
+    """The raw path ranks by uint8 score (numpy's stable radix sort) instead of sorting floats."""
+    rng = np.random.default_rng(len(quantized))
+    corners = rng.uniform(0, 1, (len(quantized), 2, 2))
+    boxes = np.concatenate([corners.min(axis=1), corners.max(axis=1)], axis=1)
+    q = np.array(quantized, dtype=np.uint8)
+    rank = (255 - q.astype(np.int16)).astype(np.uint16)
+    scores = q / 256
+    with_rank = nms(boxes, scores, threshold, order=np.argsort(rank, kind="stable"))
+    assert with_rank.tolist() == reference_nms(boxes.tolist(), scores.tolist(), threshold)
 
 
 @settings(max_examples=60, deadline=None)

@@ -137,6 +137,21 @@ class Filters:
 
 
 @dataclass
+class Candidates:
+    """Boxes (y0, x0, y1, x1, tensor frame) that passed the score threshold, before the filter chain.
+
+    `rank` orders them best-first when given (the raw path ranks by quantized
+    score, which numpy sorts with a stable radix sort); None: sort by score.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    classes: np.ndarray
+    nms_iou: float | None
+    rank: np.ndarray | None = None
+
+
+@dataclass
 class Postprocessor:
     """Callable: (raw outputs, Geometry) → detections in the source image's normalized frame."""
 
@@ -147,34 +162,45 @@ class Postprocessor:
     _score_levels: np.ndarray | None = field(default=None, init=False, repr=False)
 
     def __call__(self, outputs: list[np.ndarray], geometry: Geometry) -> list[Detection]:
-        if isinstance(self.layout, OpLayout):
-            boxes, scores, classes, iou = self._from_op(outputs)
-        else:
-            boxes, scores, classes, iou = self._from_raw(outputs)
-        return self._filter(boxes, scores, classes, iou, geometry)
+        found = self._from_op(outputs) if isinstance(self.layout, OpLayout) else self._from_raw(outputs)
+        return self._filter(found, geometry)
 
-    def _from_op(self, outputs: list[np.ndarray]):
+    def _from_op(self, outputs: list[np.ndarray]) -> Candidates:
         lay = self.layout
         count = int(np.asarray(outputs[lay.count]).reshape(-1)[0])
         scores = np.asarray(outputs[lay.scores], dtype=np.float32).reshape(-1)[:count]
         classes = np.asarray(outputs[lay.classes]).reshape(-1)[:count].astype(np.int64)
         boxes = np.asarray(outputs[lay.boxes], dtype=np.float32).reshape(-1, 4)[:count]
         keep = scores >= self.filters.threshold
-        return boxes[keep], scores[keep], classes[keep], self.filters.nms_iou
+        return Candidates(boxes[keep], scores[keep], classes[keep], self.filters.nms_iou)
 
-    def _from_raw(self, outputs: list[np.ndarray]):
+    def _from_raw(self, outputs: list[np.ndarray]) -> Candidates:
+        """Threshold the whole score matrix in its own units, then decode only the anchors that passed."""
         lay, dec = self.layout, self.decoding
         offset = lay.score_columns - (dec.num_classes or lay.score_columns - 1)
-        raw_scores = np.asarray(outputs[lay.scores]).reshape(lay.anchors_count, lay.score_columns)[:, offset:]
-        anchor, cls = np.nonzero(raw_scores >= self._raw_threshold(raw_scores.dtype))
-        scores = _dequantize(raw_scores[anchor, cls], lay.scores_quant)
-        encodings = _dequantize(np.asarray(outputs[lay.encodings]).reshape(-1, 4)[anchor], lay.encodings_quant)
-        boxes = decode_boxes(encodings, dec.anchors[anchor], dec.scales)
-        return boxes, scores, cls.astype(np.int64), self.filters.nms_iou if self.filters.nms_iou is not None \
-            else dec.nms_iou
+        matrix = np.asarray(outputs[lay.scores]).reshape(lay.anchors_count, lay.score_columns)
+        passed = matrix >= self._raw_threshold(matrix.dtype)
+        passed[:, :offset] = False  # background column(s)
+        flat = np.flatnonzero(passed)
+        anchor, column = np.divmod(flat, lay.score_columns)
+        if self.filters.class_agnostic:  # a box can only survive with its best class: keep that one per anchor
+            anchor = np.unique(anchor)
+            column = offset + matrix[anchor, offset:].argmax(axis=1)
+        quantized = matrix[anchor, column]
+        unique = np.flatnonzero(np.diff(anchor, prepend=-1))  # anchor is sorted: decode each anchor once
+        encodings = _dequantize(np.asarray(outputs[lay.encodings]).reshape(-1, 4)[anchor[unique]],
+                                lay.encodings_quant)
+        decoded = decode_boxes(encodings, dec.anchors[anchor[unique]], dec.scales)
+        boxes = decoded[np.cumsum(np.diff(anchor, prepend=-1) != 0) - 1] if len(unique) != len(anchor) else decoded
+        rank = None
+        if np.issubdtype(quantized.dtype, np.integer):
+            rank = (np.iinfo(quantized.dtype).max - quantized.astype(np.int16)).astype(np.uint16)
+        iou = self.filters.nms_iou if self.filters.nms_iou is not None else dec.nms_iou
+        return Candidates(boxes, _dequantize(quantized, lay.scores_quant), (column - offset).astype(np.int64),
+                          iou, rank)
 
     def _raw_threshold(self, dtype: np.dtype) -> float:
-        """The threshold in the scores' own units, so the 1917 x 90 matrix is compared without dequantizing."""
+        """The threshold in the scores' own units, so the 1917 x 91 matrix is compared without dequantizing."""
         scale, zero_point = self.layout.scores_quant
         if scale == 0.0:
             return self.filters.threshold
@@ -185,23 +211,31 @@ class Postprocessor:
         position = int(np.searchsorted(self._score_levels, np.float32(self.filters.threshold)))
         return np.iinfo(dtype).min + position
 
-    def _filter(self, boxes, scores, classes, iou, geometry: Geometry) -> list[Detection]:
+    def _filter(self, found: Candidates, geometry: Geometry) -> list[Detection]:
         f = self.filters
+        boxes, scores, classes, rank = found.boxes, found.scores, found.classes, found.rank
         ok = (classes >= 0) & (classes < len(self.labels))
         if f.allowed is not None:
             ok[ok] = f.allowed[classes[ok]]
-        boxes = boxes[ok] / np.array([geometry.content_height, geometry.content_width] * 2, dtype=np.float32)
-        scores, classes = scores[ok], classes[ok]
         if f.min_area > 0:
-            big = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) >= f.min_area
-            boxes, scores, classes = boxes[big], scores[big], classes[big]
-        if iou is not None:
-            keep = nms(boxes, scores, iou, classes=None if f.class_agnostic else classes,
-                       max_output=f.max_detections)
+            scale = geometry.content_width * geometry.content_height
+            ok &= np.maximum(boxes[:, 2] - boxes[:, 0], 0) * np.maximum(boxes[:, 3] - boxes[:, 1], 0) \
+                >= f.min_area * scale
+        if not ok.all():
+            boxes, scores, classes = boxes[ok], scores[ok], classes[ok]
+            rank = rank[ok] if rank is not None else None
+        order = np.argsort(rank if rank is not None else -scores, kind="stable")
+        if found.nms_iou is not None:
+            keep = nms(boxes, scores, found.nms_iou, classes=None if f.class_agnostic else classes,
+                       max_output=f.max_detections, order=order)
         else:
-            keep = np.argsort(-scores, kind="stable")[: f.max_detections]
-        return [Detection(label=self.labels[int(classes[i])], class_id=int(classes[i]), score=float(scores[i]),
-                          box=Box(*(round(float(v), 5) for v in boxes[i][[1, 0, 3, 2]]))) for i in keep]
+            keep = order[: f.max_detections]
+        kept_boxes = boxes[keep][:, [1, 0, 3, 2]].astype(np.float64)
+        if (geometry.content_width, geometry.content_height) != (1.0, 1.0):
+            kept_boxes /= np.array([geometry.content_width, geometry.content_height] * 2)
+        return [Detection(label=self.labels[c], class_id=c, score=float(s),
+                          box=Box(*(round(v, 5) for v in b)))
+                for c, s, b in zip(classes[keep].tolist(), scores[keep].tolist(), kept_boxes.tolist())]
 
 
 def decode_boxes(encodings: np.ndarray, anchors: np.ndarray, scales: tuple[float, float, float, float]
