@@ -8,6 +8,8 @@ real one does.
 from __future__ import annotations
 
 import ctypes.util
+import importlib.metadata
+import importlib.util
 import logging
 import os
 import shutil
@@ -155,3 +157,11 @@ def test_edgetpu_attached_reads_usb_ids_and_apex_nodes(tmp_path):
     (dev / "apex_0").touch()
     assert edgetpu_attached(sysfs, dev) == [f"pci:{dev / 'apex_0'}", "usb:1-1", "usb:1-2"]
     assert edgetpu_attached(tmp_path / "none", tmp_path / "none") == []
+
+
+def test_runtime_is_reported_and_selectable(fetched_data_dir):
+    with Detector.open(DetectorSettings(runtime="litert"), backend="cpu") as detector:
+        assert detector.runtime == f"ai-edge-litert {importlib.metadata.version('ai-edge-litert')}"
+    if importlib.util.find_spec("tflite_runtime") is None:
+        with pytest.raises(UnavailableError, match=r"TFLite runtime tflite_runtime is not installed.*edged\[tflite\]"):
+            Detector.open(DetectorSettings(cpu_runtime="tflite_runtime"), backend="cpu")

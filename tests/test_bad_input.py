@@ -173,3 +173,10 @@ def test_unknown_label_in_a_filter(fetched_data_dir):
 def test_annotate_to_an_unknown_image_type(tmp_path, fetched_data_dir, cat):
     result = edged_detect("--annotate", str(tmp_path / "out.xyz"), cat, data_dir=fetched_data_dir)
     assert_one_line(result, EX_USAGE, "out.xyz", "unknown image type")
+
+
+def test_no_image_and_no_sample_photos(tmp_path, fetched_data_dir):
+    data = tmp_path / "data"
+    shutil.copytree(fetched_data_dir / "models", data / "models")
+    result = edged_detect(data_dir=data)
+    assert_one_line(result, EX_UNAVAILABLE, "no IMAGE given", "run `edged models fetch samples`")

@@ -116,3 +116,11 @@ def test_human_output_lists_label_score_and_pixel_box(fetched_data_dir: Path):
     assert label == "bird" and abs(float(score) - 0.824) <= 0.03
     assert Box(*(int(v) / s for v, s in zip(box, (512, 384, 512, 384)))).iou(
         Box(153 / 512, 8 / 384, 333 / 512, 367 / 384)) >= 0.8
+
+
+def test_no_image_arguments_runs_the_demo_on_the_fetched_sample_photos(fetched_data_dir: Path, at_default):
+    result = edged("detect", "--json", "--backend", "cpu", data_dir=fetched_data_dir)
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [Path(r["image"]).name for r in records] == IMAGES
+    assert [r["detections"] for r in records] == [at_default[name]["detections"] for name in IMAGES]

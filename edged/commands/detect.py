@@ -12,11 +12,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from edged.errors import EX_USAGE, DataError, EdgedError, NoInputError
+from edged.errors import EX_USAGE, DataError, EdgedError, NoInputError, UnavailableError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, BMP, ...)")
+    parser.add_argument("images", nargs="*", metavar="IMAGE",
+                        help="image files (JPEG, PNG, BMP, ...); none: the sample photos `edged models fetch` got")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--model", metavar="NAME", help="model name from `edged models list` "
                        "(default: ssd_mobilenet_v1_coco_quant)")
@@ -75,6 +76,20 @@ def _annotation_targets(images: list[str], out: str | None) -> list[Path | None]
     return targets
 
 
+def _sample_photos() -> list[str]:
+    """The fetched sample photos, in manifest order: `edged detect` with no arguments is the demo."""
+    from edged import paths
+    from edged.detect.models import load_manifest
+
+    directory = paths.samples_dir()
+    photos = [directory / entry.file for entry in load_manifest().samples.files]
+    present = [str(photo) for photo in photos if photo.is_file()]
+    if not present:
+        raise UnavailableError(f"no IMAGE given and no sample photos in {directory}: "
+                               "run `edged models fetch samples`")
+    return present
+
+
 def load_image(path: str):
     """An image file as an RGB uint8 array; one-line errors for missing or undecodable files."""
     import numpy as np
@@ -98,6 +113,7 @@ def main(args: argparse.Namespace) -> int:
     from edged.detect.detector import Detector
 
     settings = _settings(args)
+    args.images = args.images or _sample_photos()
     targets = _annotation_targets(args.images, args.annotate)
     if args.annotate and len(args.images) > 1:
         Path(args.annotate).mkdir(parents=True, exist_ok=True)
