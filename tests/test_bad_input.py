@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -124,10 +125,12 @@ def test_raw_model_without_anchors(fetched_data_dir, cat):
 
 def test_raw_model_file_with_its_anchors_works(fetched_data_dir, cat):
     anchors = fetched_data_dir / "models" / "ssd_mobilenet_v1_1.0_coco_quant_2018_06_29_no_nms_anchors.npy"
-    result = edged_detect("--model-file", str(fetched_data_dir / "models" / RAW_FILE), "--anchors", str(anchors),
-                          cat, data_dir=fetched_data_dir)
+    result = edged_detect("--json", "--model-file", str(fetched_data_dir / "models" / RAW_FILE), "--anchors",
+                          str(anchors), cat, data_dir=fetched_data_dir)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[1].split()[0] == "cat"
+    record = json.loads(result.stdout)
+    assert record["model"] == Path(RAW_FILE).stem  # a user file reports itself, not the manifest default
+    assert record["detections"][0]["label"] == "cat"
 
 
 @pytest.mark.parametrize("variant", ["cpu", "raw"])

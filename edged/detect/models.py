@@ -221,7 +221,8 @@ def resolve(settings: DetectorSettings, *, models_dir: Path | None = None) -> Re
             except (UnavailableError, DataError) as exc:
                 cpu, cpu_problem = None, exc
     edgetpu, edgetpu_problem = _edgetpu_file(settings, entry, directory)
-    return ResolvedModel(settings.model, labels, cpu, cpu_output, edgetpu, anchors, decode,
+    name = Path(settings.model_file).stem if settings.model_file else settings.model
+    return ResolvedModel(name, labels, cpu, cpu_output, edgetpu, anchors, decode,
                          cpu_problem, edgetpu_problem)
 
 
