@@ -64,7 +64,6 @@ def main() -> int:
         for threshold, agnostic in ((0.5, False), (0.5, True), (0.3, False), (0.1, False), (0.01, False)):
             detector.postprocessor.filters.threshold = threshold
             detector.postprocessor.filters.class_agnostic = agnostic
-            detector.postprocessor._score_levels = None
             found = len(detector.postprocess(outputs, geometry))
             ms, p90 = median_ms(lambda: detector.postprocess(outputs, geometry), args.runs)
             rows.append((f"decode+NMS t={threshold} {'agnostic' if agnostic else 'per-class'}", ms, p90, found))
