@@ -1,13 +1,56 @@
-"""`edged bench` (placeholder until its issue lands)."""
+"""`edged bench`: bare invoke speed against the whole daemon on this machine (see edged/service/benchmark.py)."""
+
+from __future__ import annotations
 
 import argparse
-
-from edged.errors import EdgedError
+import sys
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.description = (
+        "Measure bare interpreter.invoke() fps, then run the real daemon on the sample photos against a broker: "
+        "full-pipeline fps and its ratio to invoke fps, capture→publish latency (source paced at half the invoke "
+        "rate), host postprocess time, peak RSS of the daemon and its worker, time to READY.")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--broker", metavar="URL",
+                        help="broker to publish to (default: a private mosquitto on [::1] for the run)")
+    parser.add_argument("--seconds", type=float, default=10.0, metavar="N",
+                        help="length of each measurement phase (default: 10)")
+    parser.add_argument("--backend", choices=["auto", "cpu", "edgetpu"], default="auto",
+                        help="backend to measure (default: auto, as the daemon would choose)")
 
 
 def main(args: argparse.Namespace) -> int:
-    raise EdgedError("`edged bench` is not built yet")
+    import msgspec
+
+    from edged.publish.mosquitto import Mosquitto
+    from edged.service.benchmark import run_bench
+
+    broker = None
+    url = args.broker
+    if url is None:
+        broker = Mosquitto(bind="::1").start()
+        url = f"mqtt://[::1]:{broker.port}"
+    try:
+        result = run_bench(url, backend=args.backend, seconds=args.seconds)
+    finally:
+        if broker is not None:
+            broker.close()
+    if args.json:
+        sys.stdout.write(msgspec.json.encode(result).decode() + "\n")
+        return 0
+    rows = [
+        ("machine", result.machine),
+        ("backend", f"{result.backend} ({result.runtime})"),
+        ("bare invoke", f"{result.invoke_fps:.1f} fps (median {result.invoke_ms:.2f} ms)"),
+        ("full pipeline", f"{result.pipeline_fps:.1f} fps = {result.ratio:.3f} x bare invoke"),
+        ("capture→publish", f"p50 {result.latency_ms.p50:.1f} ms, p95 {result.latency_ms.p95:.1f} ms, "
+                            f"p99 {result.latency_ms.p99:.1f} ms (paced at half the invoke rate)"),
+        ("postprocess", f"{result.nms_ms:.3f} ms" + (f"; raw decode + NMS {result.nms_raw_ms:.3f} ms"
+                                                      if result.nms_raw_ms is not None else "")),
+        ("peak RSS", f"{result.rss_mb:.0f} MiB (daemon + inference worker)"),
+        ("time to READY", f"{result.ready_s:.2f} s"),
+    ]
+    for name, value in rows:
+        print(f"{name:<16} {value}")
+    return 0
