@@ -42,10 +42,12 @@ class CameraConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """One camera: where frames come from and how fast they are taken."""
 
     name: Annotated[str, _field(
-        "Name", "Topic level of this camera (`edged/<device>/<name>/detections`).", pattern=CAMERA_NAME)] = "cam0"
+        "Name", "Topic level of this camera (`edged/<device>/<name>/detections`).",
+        pattern=CAMERA_NAME)] = "cam0"
     source: Annotated[str, _field(
         "Source", "`samples` (the photos `edged models fetch` fetches), `picamera2:N`, `/dev/videoN`, "
-        "`rtsp://…`, `http(s)://…`, a video file, an image file, a directory of images or a glob.")] = "samples"
+        "`rtsp://…`, `http(s)://…`, a video file, an image file, a directory of images or a glob.")] = \
+        "samples"
     fps: Annotated[Annotated[float, msgspec.Meta(ge=0.0)] | Literal["auto"], _field(
         "Frame-rate cap", "At most this many frames per second go to inference; 0: no cap (files are then "
         "read as fast as inference takes them). `auto`: 2 for images, a video file's own rate, no cap for "
@@ -53,7 +55,8 @@ class CameraConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     width: Annotated[int, _field(
         "Capture width", "Requested capture width for picamera2's main stream and V4L2 webcams; 0: the "
         "device default (1280x720 for picamera2).", ge=0)] = 0
-    height: Annotated[int, _field("Capture height", "Requested capture height; 0: the device default.", ge=0)] = 0
+    height: Annotated[int, _field(
+        "Capture height", "Requested capture height; 0: the device default.", ge=0)] = 0
     resize: Annotated[Literal["default", "stretch", "letterbox"], _field(
         "Resize", "How frames are fitted to the model input; `default`: the detector's `resize`. "
         "picamera2's lores stream is always scaled by the ISP (stretch).")] = "default"
@@ -91,10 +94,12 @@ class ServiceConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The whole file."""
 
-    device: Annotated[DeviceConfig, _field("Device", "Identity.")] = msgspec.field(default_factory=DeviceConfig)
+    device: Annotated[DeviceConfig, _field("Device", "Identity.")] = \
+        msgspec.field(default_factory=DeviceConfig)
     detector: Annotated[DetectorSettings, _field("Detector", "Model, backend, postprocessing.")] = \
         msgspec.field(default_factory=DetectorSettings)
-    mqtt: Annotated[MqttSettings, _field("MQTT", "Broker connection.")] = msgspec.field(default_factory=MqttSettings)
+    mqtt: Annotated[MqttSettings, _field("MQTT", "Broker connection.")] = \
+        msgspec.field(default_factory=MqttSettings)
     publish: Annotated[PublishSettings, _field("Publish", "Topics and what goes on them.")] = \
         msgspec.field(default_factory=PublishSettings)
     cameras: Annotated[list[CameraConfig], _field("Cameras", "One `[[cameras]]` table per camera.",
@@ -113,14 +118,15 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         if duplicate is not None:
             raise ValueError(f"camera name `{duplicate}` is used twice - at `$.cameras`")
         if self.service.reconnect_max_seconds < self.service.reconnect_initial_seconds:
-            raise ValueError("must be at least `reconnect_initial_seconds` - at `$.service.reconnect_max_seconds`")
+            raise ValueError(
+                "must be at least `reconnect_initial_seconds` - at `$.service.reconnect_max_seconds`")
 
 
 _KEY_PATH = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
 
 
 def _explain(where: str, exc: Exception) -> ConfigError:
-    """msgspec's "Expected `int`, got `str` - at `$.mqtt.qos`" → "FILE: mqtt.qos: Expected `int`, got `str`"."""
+    """msgspec's "Expected `int`, got `str` - at `$.mqtt.qos`" → "FILE: mqtt.qos: Expected `int`, …"."""
     match = _KEY_PATH.match(str(exc))
     assert match is not None
     path = (match.group("path") or "").lstrip(".")

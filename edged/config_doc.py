@@ -56,7 +56,8 @@ def _choices(kind: mi.Type) -> list[Any]:
     """The allowed values of a Literal (or Literal | None) field; [] for open types."""
     if isinstance(kind, mi.LiteralType):
         return list(kind.values)
-    if isinstance(kind, mi.UnionType) and all(isinstance(t, (mi.LiteralType, mi.NoneType)) for t in kind.types):
+    literal_or_none = (mi.LiteralType, mi.NoneType)
+    if isinstance(kind, mi.UnionType) and all(isinstance(t, literal_or_none) for t in kind.types):
         return [v for t in kind.types if isinstance(t, mi.LiteralType) for v in t.values]
     return []
 

@@ -74,9 +74,9 @@ class EdgedRun:
         if watchdog_usec is not None:
             environment["WATCHDOG_USEC"] = str(watchdog_usec)
         self.started = time.monotonic()
-        self.process = subprocess.Popen([sys.executable, "-m", "edged", "run", *args], cwd=REPO, env=environment,
-                                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        text=True)
+        self.process = subprocess.Popen([sys.executable, "-m", "edged", "run", *args], cwd=REPO,
+                                        env=environment, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True)
         self.log: list[str] = []
         self._lock = threading.Lock()
         self._reader = threading.Thread(target=self._read, daemon=True)

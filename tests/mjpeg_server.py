@@ -73,7 +73,9 @@ class MjpegCamera:
 
         self._server = _Server(("::1", self.port), Handler)
         self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        serve = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                 daemon=True)
+        serve.start()
         return self
 
     def stop(self) -> None:

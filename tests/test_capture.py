@@ -43,8 +43,9 @@ class Harness:
         def alive() -> None:
             self.alive += 1
 
-        self.loop = CaptureLoop(source, fps=fps, slots=self.slots, prepare=prepare, model_size=lambda: (300, 300),
-                                stats=self.stats, backoff=backoff or Backoff(0.1, 1.0), stop=self.stop, alive=alive)
+        self.loop = CaptureLoop(source, fps=fps, slots=self.slots, prepare=prepare,
+                                model_size=lambda: (300, 300), stats=self.stats,
+                                backoff=backoff or Backoff(0.1, 1.0), stop=self.stop, alive=alive)
         self.loop.start()
 
     @property

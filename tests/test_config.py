@@ -1,4 +1,4 @@
-"""The config file: defaults, the documented example, strict decoding with key paths, command-line overrides."""
+"""The config file: defaults, the documented example, strict decoding with key paths, flag overrides."""
 
 from __future__ import annotations
 
@@ -51,7 +51,8 @@ def field_paths(kind: mi.Type, prefix: str = "") -> list[str]:
         kind = kind.item_type
     if not isinstance(kind, mi.StructType):
         return [prefix]
-    return [path for field in kind.fields for path in field_paths(field.type, f"{prefix}.{field.name}".lstrip("."))]
+    return [path for field in kind.fields
+            for path in field_paths(field.type, f"{prefix}.{field.name}".lstrip("."))]
 
 
 def test_every_config_key_appears_in_the_example():
@@ -77,7 +78,8 @@ def test_every_config_key_appears_in_the_example():
     ("[[cameras]]\nfps = 'fast'\n", "edged.toml: cameras[0].fps: Invalid enum value 'fast'"),
     ("[[cameras]]\nfps = -1\n", "edged.toml: cameras[0].fps: Expected `float` >= 0.0"),
     ("[[cameras]]\nname = 'front/door'\n", "edged.toml: cameras[0].name: Expected `str` matching regex"),
-    ("[[cameras]]\nname = 'a'\n[[cameras]]\nname = 'a'\n", "edged.toml: cameras: camera name `a` is used twice"),
+    ("[[cameras]]\nname = 'a'\n[[cameras]]\nname = 'a'\n",
+     "edged.toml: cameras: camera name `a` is used twice"),
     ("cameras = []\n", "edged.toml: cameras: Expected `array` of length >= 1"),
     ("[publish.detections]\nmode = 'sometimes'\n", "edged.toml: publish.detections.mode: Invalid enum value"),
     ("[service]\nreconnect_initial_seconds = 5.0\nreconnect_max_seconds = 1.0\n",
@@ -107,7 +109,8 @@ def test_flags_override_the_file():
     assert flags.detector.backend == "cpu" and flags.device_id == "pi-7"
     assert with_overrides(config, camera="back").cameras == [CameraConfig(name="back")]
     assert with_overrides(config, source="/srv/x.mp4", camera="garage").cameras[0].name == "garage"
-    with pytest.raises(ConfigError, match="--camera side: no such camera in the config .cameras: front, back"):
+    with pytest.raises(ConfigError,
+                       match="--camera side: no such camera in the config .cameras: front, back."):
         with_overrides(config, camera="side")
     with pytest.raises(ConfigError, match="command line: cameras\\[0\\].name"):
         with_overrides(config, source="samples", camera="a/b")
@@ -124,9 +127,9 @@ def test_config_check_command(tmp_path: Path):
     bad.write_text('[[cameras]]\nsource = "nothing-here"\n')
     result = edged("config", "check", str(bad))
     assert result.returncode == EX_CONFIG
-    assert result.stderr.strip() == (f"edged config: error: {bad}: cameras[0].source: camera cam0: source "
-                                     "'nothing-here' is not an existing path and not a picamera2:N, /dev/videoN, "
-                                     "stream URL, video or image file name")
+    assert result.stderr.strip() == (
+        f"edged config: error: {bad}: cameras[0].source: camera cam0: source 'nothing-here' is not an "
+        "existing path and not a picamera2:N, /dev/videoN, stream URL, video or image file name")
     assert edged("config", "example").stdout == EXAMPLE.read_text()
     shown = edged("config", "show", str(EXAMPLE))
     assert shown.returncode == 0 and parse_config(shown.stdout) == Config()

@@ -48,9 +48,9 @@ def runs():
 
 def detect_json(images: list[Path], data_dir: Path) -> dict[tuple[int, int], list[dict]]:
     """`edged detect --json --backend cpu` on the photos, keyed by image size."""
-    out = subprocess.run([sys.executable, "-m", "edged", "detect", "--json", "--backend", "cpu", *map(str, images)],
-                         cwd=REPO, env={**os.environ, "EDGED_DATA_DIR": str(data_dir)}, capture_output=True,
-                         text=True, check=True).stdout
+    argv = [sys.executable, "-m", "edged", "detect", "--json", "--backend", "cpu", *map(str, images)]
+    env = {**os.environ, "EDGED_DATA_DIR": str(data_dir)}
+    out = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, check=True).stdout
     records = [json.loads(line) for line in out.splitlines()]
     return {(r["width"], r["height"]): r["detections"] for r in records}
 
@@ -62,8 +62,8 @@ def same_detections(got: list[dict], want: list[dict]) -> bool:
     return all(Box(**g["box"]).iou(Box(**w["box"])) > 0.999 for g, w in zip(got, want))
 
 
-def test_subscriber_receives_what_edged_detect_finds_on_the_sample_photos(fetched_data_dir: Path, broker, notify,
-                                                                           runs):
+def test_subscriber_receives_what_edged_detect_finds_on_the_sample_photos(fetched_data_dir: Path, broker,
+                                                                           notify, runs):
     samples = sorted(p for p in (fetched_data_dir / "samples").iterdir() if p.suffix in (".jpg", ".bmp"))
     sizes = {Image.open(p).size for p in samples}
     assert len(sizes) == len(samples)  # the payload's frame size tells the photos apart
@@ -125,8 +125,9 @@ def test_ready_before_watchdog_pings_that_stop_when_the_source_stalls(fetched_da
     config = tmp_path / "edged.toml"
     config.write_text('[service]\nstatus_interval_seconds = 0.5\n[[cameras]]\nname = "door"\nfps = 5\n')
     try:
-        run = runs(["--config", str(config), "--source", str(fifo), "--backend", "cpu", "--broker", broker_url(broker),
-                    "--device-id", "pi-wd"], data_dir=fetched_data_dir, notify=notify, watchdog_usec=1_000_000)
+        run = runs(["--config", str(config), "--source", str(fifo), "--backend", "cpu",
+                    "--broker", broker_url(broker), "--device-id", "pi-wd"],
+                   data_dir=fetched_data_dir, notify=notify, watchdog_usec=1_000_000)
         notify.wait_for("WATCHDOG=1", count=4, timeout=30)
         lines = notify.lines()
         assert lines.index("READY=1") < lines.index("WATCHDOG=1")
@@ -136,7 +137,7 @@ def test_ready_before_watchdog_pings_that_stop_when_the_source_stalls(fetched_da
         stalled_since = time.monotonic()
         time.sleep(3.0)
         assert notify.count("WATCHDOG=1", since=stalled_since) == 0
-        assert any(line.startswith("STATUS=") for line in notify.lines(since=stalled_since))  # the daemon lives on
+        assert any(line.startswith("STATUS=") for line in notify.lines(since=stalled_since))  # still alive
         feeding.set()
         notify.wait_for("WATCHDOG=1", count=2, since=time.monotonic(), timeout=15)
         assert run.process.poll() is None
@@ -181,7 +182,8 @@ def test_missing_model_exits_69_saying_what_to_fetch(runs, tmp_path: Path, broke
 
 
 def test_a_camera_missing_at_start_exits_69(fetched_data_dir: Path, runs, tmp_path: Path, broker):
-    run = runs(["--backend", "cpu", "--broker", broker_url(broker), "--source", str(tmp_path / "none" / "*.jpg")],
+    missing = str(tmp_path / "none" / "*.jpg")
+    run = runs(["--backend", "cpu", "--broker", broker_url(broker), "--source", missing],
                data_dir=fetched_data_dir)
     assert run.wait(timeout=30) == EX_UNAVAILABLE
     assert "camera cam0: cannot open" in run.text
@@ -202,7 +204,7 @@ def test_sighup_refuses_a_bad_file_and_applies_a_good_one(fetched_data_dir: Path
         run.wait_log(r"reload refused, keeping the running configuration: .*detector.threshold")
         before = len(subscriber.messages)
         subscriber.wait_for(lambda ms: len(ms) >= before + 3, timeout=20)  # still publishing
-        config.write_text('[detector]\nbackend = "cpu"\nallow_labels = ["cat"]\n[[cameras]]\nname = "lab"\nfps = 10\n')
+        config.write_text(good.replace('backend = "cpu"\n', 'backend = "cpu"\nallow_labels = ["cat"]\n'))
         sent = time.monotonic()
         run.signal(signal.SIGHUP)
         run.wait_log("reload: applying the new configuration")

@@ -1,4 +1,4 @@
-"""`edged doctor` and its probes: sysfs laid out like a Pi with a Coral, real sockets, the libedgetpu stand-in."""
+"""`edged doctor` and its probes: sysfs like a Pi with a Coral, real sockets, a stand-in libedgetpu."""
 
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ def test_coral_usb_ids_before_and_after_firmware_and_pcie_nodes(tmp_path: Path):
     (dev / "video10").touch()
     (dev / "video2").touch()
     found = find_edgetpus(usb, dev)
-    assert [(t.kind, t.where) for t in found] == [("usb", "2-1"), ("usb", "2-2"), ("pci", str(dev / "apex_0"))]
+    expected = [("usb", "2-1"), ("usb", "2-2"), ("pci", str(dev / "apex_0"))]
+    assert [(t.kind, t.where) for t in found] == expected
     assert "ready" in found[0].detail and "firmware not loaded" in found[1].detail
     assert find_edgetpus(tmp_path / "none", tmp_path / "none") == []
     assert video_devices(dev) == [str(dev / "video2"), str(dev / "video10")]

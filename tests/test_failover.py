@@ -50,7 +50,8 @@ def detections(subscriber: Subscriber) -> list[dict]:
     return [m.json() for m in subscriber.on(DETECTIONS)]
 
 
-def wait_backend(subscriber: Subscriber, prefix: str, count: int, after: int = 0, timeout: float = 30) -> None:
+def wait_backend(subscriber: Subscriber, prefix: str, count: int, after: int = 0,
+                 timeout: float = 30) -> None:
     subscriber.wait_for(lambda ms: sum(1 for m in ms[after:] if m.topic == DETECTIONS
                                        and m.json()["backend"].startswith(prefix)) >= count, timeout)
 
@@ -61,8 +62,9 @@ def max_gap(seqs: list[int]) -> int:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGABRT])
-def test_killed_tpu_worker_fails_over_to_cpu_and_comes_back(fetched_data_dir: Path, edgetpu_standin, cpu_model_file,
-                                                            broker, tmp_path: Path, signum: int):
+def test_killed_tpu_worker_fails_over_to_cpu_and_comes_back(fetched_data_dir: Path, edgetpu_standin,
+                                                            cpu_model_file, broker, tmp_path: Path,
+                                                            signum: int):
     config = write_config(tmp_path / "edged.toml", edgetpu_standin("ok"), cpu_model_file, retry=3)
     notify = NotifyListener(tmp_path)
     subscriber = Subscriber("::1", broker.port, (f"edged/{DEVICE}/#",))
@@ -81,7 +83,8 @@ def test_killed_tpu_worker_fails_over_to_cpu_and_comes_back(fetched_data_dir: Pa
         os.kill(tpu_pid, signum)
         wait_backend(subscriber, "cpu:", 3, after=mark)
         print(f"first CPU detections {time.monotonic() - killed_at:.2f} s after the kill")
-        subscriber.wait_for(lambda ms: any(m.topic == STATUS and m.json()["state"] == "degraded" for m in ms[mark:]))
+        subscriber.wait_for(lambda ms: any(m.topic == STATUS and m.json()["state"] == "degraded"
+                                           for m in ms[mark:]))
         degraded = [s for s in statuses(subscriber) if s["state"] == "degraded"][-1]
         assert degraded["backend"].startswith("cpu:") and degraded["version"]
         assert f"killed by {signal.Signals(signum).name}" in run.text
@@ -127,7 +130,8 @@ def test_native_abort_at_runtime_keeps_detections_coming_from_the_cpu(fetched_da
 
 def test_tpu_crashing_while_loading_starts_degraded_on_the_cpu(fetched_data_dir: Path, edgetpu_standin,
                                                                 cpu_model_file, broker, tmp_path: Path):
-    config = write_config(tmp_path / "edged.toml", edgetpu_standin("abort_on_prepare"), cpu_model_file, retry=0)
+    library = edgetpu_standin("abort_on_prepare")
+    config = write_config(tmp_path / "edged.toml", library, cpu_model_file, retry=0)
     subscriber = Subscriber("::1", broker.port, (f"edged/{DEVICE}/#",))
     run = EdgedRun(["--config", str(config), "--broker", broker_url(broker), "--device-id", DEVICE],
                    data_dir=fetched_data_dir)

@@ -1,4 +1,5 @@
-"""The picamera2 adapter up to the hardware boundary: its conversions on real arrays laid out as picamera2 hands them.
+"""The picamera2 adapter up to the hardware boundary: its conversions on real arrays laid out as picamera2
+hands them.
 
 No camera here, so the buffers are built the way picamera2's `make_array`
 returns them for a `lores` stream: YUV420 as (height*3/2, stride) with the
@@ -111,7 +112,8 @@ def test_lores_format_and_colour_space_choice():
     assert colour_encoding(None) == ("rec601", True)
 
 
-def test_the_model_sees_the_same_objects_through_a_yuv_lores_buffer(image_mirror: Path, fetched_data_dir: Path):
+def test_the_model_sees_the_same_objects_through_a_yuv_lores_buffer(image_mirror: Path,
+                                                                     fetched_data_dir: Path):
     """A lores frame converted by the adapter gives the detections of the RGB picture."""
     from edged.detect.detector import Detector
     from edged.detect.settings import DetectorSettings

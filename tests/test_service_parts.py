@@ -105,7 +105,8 @@ def test_stderr_priority_prefixes_without_systemd_python(tmp_path: Path, monkeyp
     log_file = (tmp_path / "stderr").open("w+")
     st = os.fstat(log_file.fileno())
     monkeypatch.setitem(sys.modules, "systemd.journal", None)  # as on a machine without systemd-python
-    handler = make_handler(device_id="pi", stream=log_file, environ={"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"})
+    environ = {"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"}
+    handler = make_handler(device_id="pi", stream=log_file, environ=environ)
     logger = logging.getLogger("edged.test.journal")
     logger.addHandler(handler)
     logger.propagate = False

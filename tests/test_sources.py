@@ -103,7 +103,7 @@ def test_samples_source_says_which_fetch_to_run(tmp_path: Path, monkeypatch):
 
 
 def write_video(path: Path, photos: list[Path], *, fps: float = 10.0, size=(320, 240)) -> list[np.ndarray]:
-    """An MJPEG .avi of the photos (resized), made with OpenCV's VideoWriter; returns the RGB frames written."""
+    """An MJPEG .avi of the photos (resized) made with OpenCV's VideoWriter; returns the frames written."""
     cv2 = pytest.importorskip("cv2")
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
     assert writer.isOpened()

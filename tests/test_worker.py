@@ -1,4 +1,4 @@
-"""The inference worker process with the real model: shared-memory input, results over the pipe, crashes contained."""
+"""The inference worker with the real model: shared-memory input, results over the pipe, crashes contained."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def test_letterbox_geometry_travels_to_the_worker(cpu_worker: InferenceWorker, i
     assert geometry.content_width < 1.0
     result = cpu_worker.infer(tensor, geometry, seq=1, timeout=30)
     assert result.detections and result.detections[0].label == "person"
-    assert max(d.box.xmax for d in result.detections) <= 1.05  # mapped back to the image, not the padded tensor
+    assert max(d.box.xmax for d in result.detections) <= 1.05  # mapped to the image, not the padded tensor
 
 
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGABRT, signal.SIGSEGV])

@@ -1,4 +1,4 @@
-"""`edged bench`: bare invoke speed against the whole daemon on this machine (see edged/service/benchmark.py)."""
+"""`edged bench`: bare invoke speed against the whole daemon on this machine (edged/service/benchmark.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import sys
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = (
-        "Measure bare interpreter.invoke() fps, then run the real daemon on the sample photos against a broker: "
-        "full-pipeline fps and its ratio to invoke fps, capture→publish latency (source paced at half the invoke "
-        "rate), host postprocess time, peak RSS of the daemon and its worker, time to READY.")
+        "Measure bare interpreter.invoke() fps, then run the real daemon on the sample photos against a "
+        "broker: full-pipeline fps and its ratio to invoke fps, capture→publish latency (source paced at "
+        "half the invoke rate), host postprocess time, peak RSS of the daemon and its worker, time to READY.")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--broker", metavar="URL",
                         help="broker to publish to (default: a private mosquitto on [::1] for the run)")

@@ -1,4 +1,4 @@
-"""`edged config check|show|example`: validate a config file, print the effective config, print the documented defaults."""
+"""`edged config check|show|example`: validate a file; print the effective config or the defaults."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from pathlib import Path
 
 def configure(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    check = actions.add_parser("check", help="validate a config file (exit 0 if good, 78 with the key path if not)")
+    check = actions.add_parser("check", help="validate a config file (exit 0, or 78 naming the key)")
     check.add_argument("file", nargs="?", type=Path, metavar="FILE",
                        help="config file (default: /etc/edged/edged.toml)")
     show = actions.add_parser("show", help="print the effective configuration (file + defaults), documented")
     show.add_argument("file", nargs="?", type=Path, metavar="FILE",
                       help="config file (default: /etc/edged/edged.toml if it exists, else the defaults)")
-    actions.add_parser("example", help="print every key with its documented default (deploy/edged.example.toml)")
+    actions.add_parser("example", help="print every key with its documented default (the example file)")
 
 
 def main(args: argparse.Namespace) -> int:

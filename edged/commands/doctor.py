@@ -33,7 +33,7 @@ except EdgeTpuUnavailable as exc:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, metavar="FILE",
-                        help="config to check against (default: /etc/edged/edged.toml if it exists, else defaults)")
+                        help="config to check (default: /etc/edged/edged.toml if it exists, else defaults)")
 
 
 class Report:
@@ -71,18 +71,19 @@ def check_edgetpu(report: Report, settings) -> None:
     if settings.backend == "cpu":
         report.line("OK", "libedgetpu", "not needed (backend = cpu)")
         return
-    probe = subprocess.run([sys.executable, "-c", DELEGATE_PROBE, settings.runtime_for("edgetpu"),
-                            settings.edgetpu_library, settings.edgetpu_device], capture_output=True, text=True,
-                           timeout=60)
+    argv = [sys.executable, "-c", DELEGATE_PROBE, settings.runtime_for("edgetpu"), settings.edgetpu_library,
+            settings.edgetpu_device]
+    probe = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     if probe.returncode == 0:
-        report.line("OK", "libedgetpu", f"{settings.edgetpu_library} loads and found device {settings.edgetpu_device}")
+        report.line("OK", "libedgetpu",
+                    f"{settings.edgetpu_library} loads and found device {settings.edgetpu_device}")
         return
     if probe.returncode < 0:
         reason = f"the delegate crashed ({signal.Signals(-probe.returncode).name}) while looking for a device"
     else:
         said = probe.stdout.strip().splitlines() or probe.stderr.strip().splitlines() or ["failed"]
         reason = said[-1]
-    hint = LIBEDGETPU_HINT if "could not be loaded" in reason else "plug the Coral in (USB 3 port) or check dmesg"
+    hint = LIBEDGETPU_HINT if "could not be loaded" in reason else "plug the Coral in or check dmesg"
     report.line("FAIL" if required else "WARN", "libedgetpu", f"{reason} — {hint}")
 
 
@@ -98,13 +99,14 @@ def check_cameras(report: Report, config) -> None:
         kind, uri, name = describe(camera.source), camera.source, f"camera {camera.name}"
         if kind == "samples":
             photos = [p for p in paths.samples_dir().glob("*") if p.suffix.lower() in IMAGE_SUFFIXES]
-            ok = bool(photos)
-            report.line("OK" if ok else "FAIL", "camera", f"{camera.name}: sample photos: " + (
-                f"{len(photos)} in {paths.samples_dir()}" if ok else "not fetched — run `edged models fetch`"))
+            found = f"{len(photos)} in {paths.samples_dir()}" if photos else \
+                "not fetched — run `edged models fetch`"
+            report.line("OK" if photos else "FAIL", "camera", f"{camera.name}: sample photos: {found}")
         elif kind == "picamera2":
-            report.line("OK" if picamera else "FAIL", "camera", f"{camera.name}: {uri}: " + (
-                "picamera2 and libcamera importable" if picamera else
-                "picamera2 not importable — `sudo apt install python3-picamera2`, venv with --system-site-packages"))
+            found = "picamera2 and libcamera importable" if picamera else (
+                "picamera2 not importable — `sudo apt install python3-picamera2`, "
+                "venv with --system-site-packages")
+            report.line("OK" if picamera else "FAIL", "camera", f"{camera.name}: {uri}: {found}")
         elif kind == "v4l2":
             device = uri.removeprefix("v4l2:")
             ok = Path(device).exists()
@@ -114,8 +116,9 @@ def check_cameras(report: Report, config) -> None:
             parts = urlsplit(uri)
             port = parts.port or {"rtsp": 554, "rtsps": 322, "https": 443, "rtmp": 1935}.get(parts.scheme, 80)
             reached = [r for r in tcp_reach(parts.hostname or "", port) if r.ok]
-            report.line("OK" if reached else "WARN", "camera", f"{name}: {uri} " + (
-                f"reachable ({reached[0].family})" if reached else "not reachable now (edged keeps retrying)"))
+            found = f"reachable ({reached[0].family})" if reached else \
+                "not reachable now (edged keeps retrying)"
+            report.line("OK" if reached else "WARN", "camera", f"{name}: {uri} {found}")
         else:
             ok = bool(list(Path().glob(uri))) if any(c in uri for c in "*?[") else Path(uri).exists()
             report.line("OK" if ok else "FAIL", "camera", f"{name}: {uri} {'present' if ok else 'missing'}")
@@ -138,7 +141,8 @@ def check_models(report: Report, settings) -> None:
     if settings.backend != "cpu":
         tpu = f"Edge TPU file {resolved.edgetpu.name} verified" if resolved.edgetpu else \
             f"Edge TPU file: {resolved.edgetpu_problem}"
-        report.line("OK" if resolved.edgetpu else "FAIL" if settings.backend == "edgetpu" else "WARN", "models", tpu)
+        status = "OK" if resolved.edgetpu else "FAIL" if settings.backend == "edgetpu" else "WARN"
+        report.line(status, "models", tpu)
 
 
 def check_brokers(report: Report, config) -> None:
@@ -156,11 +160,11 @@ def check_brokers(report: Report, config) -> None:
         if ok:
             report.line("OK", "broker", f"{broker.display}: {shown}")
             continue
-        if url == DEFAULT_BROKER and config.mqtt.brokers == [DEFAULT_BROKER] and config.service.private_broker:
+        if config.mqtt.brokers == [DEFAULT_BROKER] and config.service.private_broker:
             try:
                 find_mosquitto()
-                report.line("OK", "broker", f"{broker.display}: nothing listens; `edged run` starts a private "
-                                            "mosquitto there")
+                report.line("OK", "broker",
+                            f"{broker.display}: nothing listens; `edged run` starts a private one there")
                 continue
             except EdgedError:
                 pass

@@ -1,4 +1,4 @@
-"""`edged run`: the daemon. Flags override the config file, so `edged run` alone runs the embedded defaults."""
+"""`edged run`: the daemon. Flags override the config file: `edged run` alone runs the built-in defaults."""
 
 from __future__ import annotations
 
@@ -10,14 +10,15 @@ BACKENDS = ("auto", "cpu", "edgetpu")
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = (
-        "Capture frames, detect objects (Edge TPU or CPU), publish detections over MQTT. Without a config file: "
-        "the sample photos as the camera, backend auto, broker mqtt://[::1]:1883 (a private mosquitto is "
-        "started there when none runs). Exit codes: 0 stopped, 78 bad configuration, 69 model or camera missing.")
+        "Capture frames, detect objects (Edge TPU or CPU), publish detections over MQTT. Without a config "
+        "file: the sample photos as the camera, backend auto, broker mqtt://[::1]:1883 (a private mosquitto "
+        "is started there when none runs). Exit codes: 0 stopped, 78 bad configuration, 69 model or camera "
+        "missing.")
     parser.add_argument("--config", type=Path, metavar="FILE",
-                        help="config file (default: /etc/edged/edged.toml if it exists, else built-in defaults)")
+                        help="config file (default: /etc/edged/edged.toml if it exists, else the defaults)")
     parser.add_argument("--source", metavar="URI",
-                        help="camera source: samples, picamera2:N, /dev/videoN, rtsp://…, http(s)://…, a video "
-                             "file, an image file, directory or glob (replaces the configured cameras)")
+                        help="camera source: samples, picamera2:N, /dev/videoN, rtsp://…, http(s)://…, a "
+                             "video file, an image file, directory or glob (replaces the configured cameras)")
     parser.add_argument("--camera", metavar="NAME",
                         help="with --source: the camera's name; alone: run only this configured camera")
     parser.add_argument("--broker", metavar="URL", help="MQTT broker, e.g. mqtt://[2001:db8::10]:1883")

@@ -94,8 +94,9 @@ def _serve(conn: multiprocessing.connection.Connection, settings: DetectorSettin
         conn.send(("error", exc.exit_code, str(exc)))
         return
     spec = detector.input_spec
-    conn.send(("ready", WorkerInfo(pid=multiprocessing.current_process().pid or 0, backend=detector.backend_name,
-                                   model=detector.model_name, runtime=detector.runtime, input_spec=spec,
+    conn.send(("ready", WorkerInfo(pid=multiprocessing.current_process().pid or 0,
+                                   backend=detector.backend_name, model=detector.model_name,
+                                   runtime=detector.runtime, input_spec=spec,
                                    fallback_reason=detector.fallback_reason)))
     encoder = msgspec.msgpack.Encoder()
     attached: dict[str, SharedMemory] = {}
@@ -150,7 +151,8 @@ class InferenceWorker:
         """Spawn and wait until the model is loaded; WorkerStartError/WorkerFailed when it is not."""
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
         process = self._ctx.Process(
-            target=_serve, args=(child_conn, self.settings, self.requested_backend, logging.getLogger().level),
+            target=_serve,
+            args=(child_conn, self.settings, self.requested_backend, logging.getLogger().level),
             name=f"edged-worker-{self.requested_backend}", daemon=True)
         process.start()
         child_conn.close()  # only the child holds it now: its death closes our end
@@ -176,7 +178,8 @@ class InferenceWorker:
         elif not ready:
             raise WorkerFailed(f"worker pid {self.pid} gave no answer within {timeout:g} s while {doing}")
         self._process.join(1.0)
-        raise WorkerFailed(f"worker pid {self.pid} died while {doing} ({describe_exit(self._process.exitcode)})")
+        how = describe_exit(self._process.exitcode)
+        raise WorkerFailed(f"worker pid {self.pid} died while {doing} ({how})")
 
     def infer(self, tensor: np.ndarray, geometry: Geometry, *, seq: int, timeout: float) -> WorkerResult:
         """Run one input tensor; WorkerFailed if the worker dies, hangs past `timeout` or reports an error."""

@@ -1,4 +1,4 @@
-"""One thread per camera: read frames, apply the fps cap, prepare the model input, hand over; recover from failures.
+"""One thread per camera: read frames, cap the fps, prepare the model input, hand over; recover from failures.
 
 A failing source (camera unplugged, stream dropped, directory emptied) is
 closed and reopened with exponential backoff while the rest of the daemon
@@ -28,8 +28,9 @@ log = logging.getLogger(__name__)
 class CaptureLoop(threading.Thread):
     """Runs `source` (already open) until `stop` is set."""
 
-    def __init__(self, source: Source, *, fps: float, slots: LatestSlots[Frame], prepare: Callable[[Frame], None],
-                 model_size: Callable[[], tuple[int, int]], stats: PipelineStats, backoff: Backoff,
+    def __init__(self, source: Source, *, fps: float, slots: LatestSlots[Frame],
+                 prepare: Callable[[Frame], None], model_size: Callable[[], tuple[int, int]],
+                 stats: PipelineStats, backoff: Backoff,
                  stop: threading.Event, alive: Callable[[], object] = lambda: None) -> None:
         super().__init__(name=f"capture-{source.camera}", daemon=True)
         self.source = source

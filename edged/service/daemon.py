@@ -35,8 +35,9 @@ DEFAULT_HOST, DEFAULT_PORT = "::1", 1883
 
 
 class Daemon:
-    def __init__(self, config: Config, *, config_path: Path | None = None, overrides: dict[str, Any] | None = None,
-                 notifier: Notifier | None = None, verbose: bool = False,
+    def __init__(self, config: Config, *, config_path: Path | None = None,
+                 overrides: dict[str, Any] | None = None, notifier: Notifier | None = None,
+                 verbose: bool = False,
                  observe: Callable[[Processed], None] | None = None) -> None:
         self.config = config
         self.config_path = config_path
@@ -84,8 +85,7 @@ class Daemon:
         return 0
 
     def _go_live(self, runtime: Runtime) -> None:
-        info = runtime.inference.info
-        runtime.publisher.start(backend=runtime.inference.backend, model=info.model if info else "")
+        runtime.publisher.start(backend=runtime.inference.backend, model=runtime.model)
         self._state_changed(runtime)
         runtime.pipeline.start()
 
@@ -126,9 +126,8 @@ class Daemon:
         runtime = runtime or self.runtime
         if runtime is None:
             return
-        info = runtime.inference.info
-        state = runtime.inference.state
-        runtime.publisher.set_state(state, backend=runtime.inference.backend, model=info.model if info else "")
+        state, backend, model = runtime.inference.state, runtime.inference.backend, runtime.model
+        runtime.publisher.set_state(state, backend=backend, model=model)
         if state == "degraded":
             log.warning("status degraded: %s", runtime.inference.reason or "no inference worker")
         self.notifier.status(runtime.status_line())
@@ -136,22 +135,21 @@ class Daemon:
     @staticmethod
     def _stats_payload(runtime: Runtime) -> Stats:
         snap = runtime.stats.snapshot()
-        info = runtime.inference.info
         return Stats(
-            state=runtime.inference.state, backend=runtime.inference.backend, model=info.model if info else "",
+            state=runtime.inference.state, backend=runtime.inference.backend, model=runtime.model,
             uptime_s=snap.uptime_s, fps=snap.fps,
             inference_ms=InferenceMs(p50=snap.inference_p50_ms, p95=snap.inference_p95_ms),
             frames_processed=snap.frames_processed, frames_dropped=snap.frames_dropped,
-            cameras={name: CameraStats(fps=c.fps, frames_dropped=c.frames_dropped, source_state=c.source_state)
-                     for name, c in snap.cameras.items()})
+            cameras={name: CameraStats(fps=c.fps, frames_dropped=c.frames_dropped,
+                                       source_state=c.source_state) for name, c in snap.cameras.items()})
 
     def _setup_logging(self, config: Config) -> None:
         setup_logging("debug" if self.verbose else config.service.log_level, device_id=config.device_id)
 
     def _ensure_broker(self, config: Config) -> None:
-        """The quick start's broker: a private mosquitto on [::1]:1883 when the default broker is not running."""
-        if (self.broker is not None or not config.service.private_broker or config.mqtt.brokers != [DEFAULT_BROKER]
-                or is_listening(DEFAULT_HOST, DEFAULT_PORT)):
+        """The quick start's broker: a private mosquitto on [::1]:1883 when the default one is not running."""
+        wanted = config.service.private_broker and config.mqtt.brokers == [DEFAULT_BROKER]
+        if self.broker is not None or not wanted or is_listening(DEFAULT_HOST, DEFAULT_PORT):
             return
         try:
             # setsid: its own session, so a Ctrl-C in the terminal reaches only edged, which then

@@ -135,7 +135,7 @@ class Inference:
             self.reason = f"Edge TPU failed at runtime: {why}"
             if standby is not None:
                 self.active = standby
-                log.warning("switched to the standby CPU worker (%s)", standby.info.backend if standby.info else "?")
+                log.warning("switched to the standby CPU worker pid %s", standby.pid)
             self._schedule_retry()
             if self.active is None:
                 self._restart()
@@ -147,7 +147,7 @@ class Inference:
         self._on_change()
 
     def _restart(self) -> None:
-        """Start a replacement (CPU in auto after a TPU failure, else the configured backend), with backoff."""
+        """Start a replacement (CPU in auto after a TPU failure, else the configured backend); backoff."""
         if time.monotonic() < self._restart_at:
             self._closed.wait(0.05)
             return
@@ -158,7 +158,8 @@ class Inference:
         except (WorkerFailed, EdgedError) as exc:
             self._restart_at = time.monotonic() + self._restart_delay
             self._restart_delay = min(RESTART_BACKOFF_MAX, self._restart_delay * 2)
-            log.error("could not start a %s worker (%s); next attempt in %.1f s", backend, exc, self._restart_delay)
+            log.error("could not start a %s worker (%s); next attempt in %.1f s", backend, exc,
+                      self._restart_delay)
             return
         self._restart_delay = 0.5
         self.active = worker
@@ -177,7 +178,7 @@ class Inference:
             if pending is None:
                 return
             previous, self.active = self.active, pending
-        log.warning("Edge TPU is back: %s (worker pid %s)", pending.info.backend if pending.info else "?", pending.pid)
+        log.warning("Edge TPU is back: worker pid %s", pending.pid)
         self.reason = None
         if previous is not None:
             with self._lock:
@@ -219,7 +220,8 @@ class Inference:
         try:
             info = worker.start()
         except (WorkerFailed, WorkerStartError, EdgedError) as exc:
-            log.info("Edge TPU still unavailable (%s); next try in %g s", exc, self.settings.tpu_retry_seconds)
+            log.info("Edge TPU still unavailable (%s); next try in %g s", exc,
+                     self.settings.tpu_retry_seconds)
             worker.close(timeout=0)
             self._schedule_retry()
             return

@@ -118,8 +118,8 @@ class Pipeline:
                 continue
             camera, frame = taken
             info = self.inference.info
-            if info is not None and (frame.tensor is None or frame.tensor.shape[:2] != (info.input_spec.height,
-                                                                                          info.input_spec.width)):
+            wanted = (info.input_spec.height, info.input_spec.width) if info else None
+            if wanted and (frame.tensor is None or frame.tensor.shape[:2] != wanted):
                 self._prepare(frame)  # prepared for a worker with another input size (switched meanwhile)
             if frame.tensor is None:
                 continue
@@ -128,7 +128,8 @@ class Pipeline:
                 self.lost += 1
                 self.stats.add_dropped(camera)
                 continue
-            self._results.put(camera, (frame, result, info.backend if info else "", info.model if info else ""))
+            backend, model = (info.backend, info.model) if info else ("", "")
+            self._results.put(camera, (frame, result, backend, model))
 
     def _publish_loop(self) -> None:
         while True:

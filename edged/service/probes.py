@@ -1,4 +1,4 @@
-"""Looking at the machine without touching the hardware: Coral ids in sysfs, device nodes, clock sync, TCP reach.
+"""Looking at the machine without touching hardware: Coral ids in sysfs, device nodes, clock sync, TCP reach.
 
 `edged doctor` is built on these. Every probe takes its root directory as a
 parameter so it can be tested on a tree laid out like sysfs, and none of them
@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 #: USB ids of the Coral USB Accelerator: before its firmware is loaded, and after.
-CORAL_USB_IDS = {("1a6e", "089a"): "Global Unichip (firmware not loaded yet)", ("18d1", "9302"): "Google (ready)"}
+CORAL_USB_IDS = {("1a6e", "089a"): "Global Unichip (firmware not loaded yet)",
+                 ("18d1", "9302"): "Google (ready)"}
 TIME_ERROR = 5  # adjtimex(2): the clock is not synchronized
 
 
@@ -27,7 +28,8 @@ class EdgeTpu:
     detail: str
 
 
-def find_edgetpus(usb_root: Path = Path("/sys/bus/usb/devices"), dev_root: Path = Path("/dev")) -> list[EdgeTpu]:
+def find_edgetpus(usb_root: Path = Path("/sys/bus/usb/devices"),
+                  dev_root: Path = Path("/dev")) -> list[EdgeTpu]:
     """USB accelerators by vendor:product id, PCIe/M.2 ones by their /dev/apex_N node."""
     found = []
     for device in sorted(usb_root.glob("*")):
@@ -49,8 +51,8 @@ def clock_synchronized() -> tuple[bool | None, str]:
     """(synced?, how we know): timedatectl's NTPSynchronized, else the kernel's adjtimex state."""
     if shutil.which("timedatectl"):
         try:
-            out = subprocess.run(["timedatectl", "show", "-p", "NTPSynchronized", "--value"], capture_output=True,
-                                 text=True, timeout=5)
+            out = subprocess.run(["timedatectl", "show", "-p", "NTPSynchronized", "--value"],
+                                 capture_output=True, text=True, timeout=5)
             if out.returncode == 0 and out.stdout.strip() in ("yes", "no"):
                 return out.stdout.strip() == "yes", "timedatectl"
         except (OSError, subprocess.TimeoutExpired):

@@ -73,13 +73,19 @@ class Runtime:
     pipeline: Pipeline
     stats: PipelineStats
 
+    @property
+    def model(self) -> str:
+        info = self.inference.info
+        return info.model if info else ""
+
     def status_line(self) -> str:
         """systemd's STATUS=: one line a person reads in `systemctl status edged`."""
         snap = self.stats.snapshot()
         cameras = ", ".join(f"{name} {c.source_state}" for name, c in snap.cameras.items())
         state = self.inference.state
+        mqtt = "up" if self.publisher.connected else "down"
         line = (f"{state} · {self.inference.backend} · {snap.fps:.1f} fps · inference p50 "
-                f"{snap.inference_p50_ms:.1f} ms · {cameras} · MQTT {'up' if self.publisher.connected else 'down'}")
+                f"{snap.inference_p50_ms:.1f} ms · {cameras} · MQTT {mqtt}")
         if state == "degraded" and self.inference.reason:
             line += f" · {self.inference.reason}"
         return line
@@ -87,7 +93,8 @@ class Runtime:
 
 def start_runtime(config: Config, *, alive: Callable[[], object],
                   observe: Callable[[Processed], None] | None = None,
-                  publisher: Publisher | None = None, on_change: Callable[[], None] = lambda: None) -> Runtime:
+                  publisher: Publisher | None = None,
+                  on_change: Callable[[], None] = lambda: None) -> Runtime:
     """Build and start everything `config` describes; on failure nothing is left running."""
     publisher = publisher or make_publisher(config)
     sources = make_sources(config.cameras)
@@ -110,7 +117,9 @@ def start_runtime(config: Config, *, alive: Callable[[], object],
                       keep_image=camera.snapshot != "none")
             for camera, source in zip(config.cameras, sources)]
     for run in runs:
-        log.info("camera %s: %s, fps cap %s", run.source.camera, run.source.uri, f"{run.fps:g}" if run.fps else "none")
+        log.info("camera %s: %s, fps cap %s", run.source.camera, run.source.uri,
+                 f"{run.fps:g}" if run.fps else "none")
+    service = config.service
     pipeline = Pipeline(runs, inference, publish, stats=stats, alive=alive, observe=observe,
-                        reconnect=(config.service.reconnect_initial_seconds, config.service.reconnect_max_seconds))
+                        reconnect=(service.reconnect_initial_seconds, service.reconnect_max_seconds))
     return Runtime(config, publisher, inference, pipeline, stats)

@@ -56,7 +56,8 @@ class Notifier:
         return self.notify(f"STATUS={status}")
 
     def reloading(self) -> bool:
-        return self.notify(f"RELOADING=1\nMONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
+        now_usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        return self.notify(f"RELOADING=1\nMONOTONIC_USEC={now_usec}")
 
     def stopping(self) -> bool:
         return self.notify("STOPPING=1")

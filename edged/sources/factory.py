@@ -41,10 +41,12 @@ def describe(uri: str) -> str:
 
 
 def create_source(camera: str, uri: str, *, width: int = 0, height: int = 0, fps: float = 0.0,
-                  snapshot: Literal["main", "lores", "none"] = "main", timeout_seconds: float = 10.0) -> Source:
+                  snapshot: Literal["main", "lores", "none"] = "main",
+                  timeout_seconds: float = 10.0) -> Source:
     """Build (not open) the source for `uri`; ConfigError when the URI names nothing edged can read."""
     if not uri:
-        raise ConfigError(f"camera {camera}: empty source (use `samples`, picamera2:N, /dev/videoN, a URL or a path)")
+        raise ConfigError(f"camera {camera}: empty source "
+                          "(use `samples`, picamera2:N, /dev/videoN, a URL or a path)")
     kind = describe(uri)
     if kind == "samples":
         return ImageSource(camera, str(paths.samples_dir()),
@@ -58,7 +60,7 @@ def create_source(camera: str, uri: str, *, width: int = 0, height: int = 0, fps
         return VideoSource(camera, uri.removeprefix("file://"), width=width, height=height, fps=fps,
                            timeout_seconds=timeout_seconds)
     path = uri.removeprefix("file://")
-    if is_glob(path) or Path(path).is_dir() or Path(path).suffix.lower() in IMAGE_SUFFIXES or Path(path).exists():
+    if is_glob(path) or Path(path).exists() or Path(path).suffix.lower() in IMAGE_SUFFIXES:
         return ImageSource(camera, path)
     raise ConfigError(
         f"camera {camera}: source {uri!r} is not an existing path and not a picamera2:N, /dev/videoN, "

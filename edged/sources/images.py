@@ -23,7 +23,8 @@ from edged.types import Frame
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm",
+                            ".pgm"})
 GLOB_CHARS = frozenset("*?[")
 
 #: Still images have no frame rate of their own; this default keeps a demo from burning a core.

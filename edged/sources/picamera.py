@@ -31,8 +31,8 @@ def import_picamera2() -> tuple[Any, Any]:
         import picamera2.platform
     except ImportError as exc:
         raise UnavailableError(
-            f"picamera2 is not importable ({exc}): on Raspberry Pi OS run `sudo apt install python3-picamera2` "
-            "and create the venv with --system-site-packages") from exc
+            f"picamera2 is not importable ({exc}): on Raspberry Pi OS run "
+            "`sudo apt install python3-picamera2` and create the venv with --system-site-packages") from exc
     return picamera2, picamera2.platform
 
 

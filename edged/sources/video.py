@@ -59,8 +59,9 @@ class VideoSource(Source):
         if is_v4l2(self.uri):
             device = self.uri.removeprefix("v4l2:")
             cap = cv2.VideoCapture(device, cv2.CAP_V4L2)
-            for prop, value in ((cv2.CAP_PROP_FRAME_WIDTH, self._width), (cv2.CAP_PROP_FRAME_HEIGHT, self._height),
-                                (cv2.CAP_PROP_FPS, self._fps)):
+            wanted = ((cv2.CAP_PROP_FRAME_WIDTH, self._width), (cv2.CAP_PROP_FRAME_HEIGHT, self._height),
+                      (cv2.CAP_PROP_FPS, self._fps))
+            for prop, value in wanted:
                 if value:
                     cap.set(prop, value)
             cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # the newest frame, not one queued seconds ago
@@ -70,7 +71,8 @@ class VideoSource(Source):
         if self.uri.startswith(("rtsp://", "rtsps://")):
             # TCP survives lossy Wi-Fi where RTP over UDP smears frames; an explicit setting wins.
             os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
-        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, self._timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, self._timeout_ms]
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, self._timeout_ms,
+                  cv2.CAP_PROP_READ_TIMEOUT_MSEC, self._timeout_ms]
         return cv2.VideoCapture(self.uri, cv2.CAP_FFMPEG, params)
 
     def open(self, model_size: tuple[int, int]) -> None:
