@@ -18,6 +18,8 @@ from pathlib import Path
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    # No abbreviations: `--password SECRET` must not be taken for `--password-file SECRET`.
+    parser.allow_abbrev = False
     parser.add_argument("--broker", action="append", metavar="URL",
                         help="broker URL, e.g. mqtt://[2001:db8::10]:1883 or mqtts://[fe80::1%%25eth0]:8883 "
                              "(repeat for failover; default: from the config, else mqtt://[::1]:1883)")
