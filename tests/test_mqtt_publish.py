@@ -223,3 +223,23 @@ def test_drops_are_counted_queue_bound_and_qos0(mosquitto):
     publish(qos0, 1, [person()])
     assert qos0.dropped == 1
     qos0.stop(timeout=0.2)
+
+
+def test_failover_to_the_next_broker_keeps_the_queue(mosquitto):
+    first, second = mosquitto(), mosquitto()
+    on_second = Subscriber("::1", second.port, ("edged/#",))
+    settings = MqttSettings(brokers=[f"mqtt://[::1]:{first.port}", f"mqtt://[::1]:{second.port}"],
+                            reconnect_min_seconds=0.2, reconnect_max_seconds=0.5)
+    publisher = Publisher(settings, PublishSettings(), device_id="pi1", version="1.0")
+    publisher.start(backend="cpu", model="m")
+    assert publisher.wait_connected(10)
+    assert "as edged-pi1 " in first.log_tail() and "as edged-pi1 " not in second.log_tail()
+    first.stop()
+    for seq in range(10):  # published while edged moves from the first broker to the second
+        publish(publisher, seq, [person()])
+    messages = on_second.wait_for(lambda ms: len([m for m in ms if m.topic.endswith("/detections")]) >= 10)
+    publisher.stop()
+    on_second.stop()
+    assert sorted({m.json()["seq"] for m in messages if m.topic.endswith("/detections")}) == list(range(10))
+    assert any(m.topic == "edged/pi1/status" and m.json()["state"] == "online" for m in messages)
+    assert publisher.dropped == 0

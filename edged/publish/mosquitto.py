@@ -74,9 +74,11 @@ class Mosquitto:
                  tls: MosquittoTls | None = None, password_file: Path | None = None,
                  extra_lines: list[str] | tuple[str, ...] = (), workdir: Path | None = None,
                  argv_prefix: list[str] | tuple[str, ...] = (), config_text: str | None = None):
-        """`argv_prefix` runs it elsewhere (`ip netns exec NS`); `config_text` replaces the generated config."""
+        """`argv_prefix` wraps the command (`setsid`, `ip netns exec NS`); `config_text` replaces the
+        generated listeners (logging, `user` and persistence lines are still added)."""
         self.bind = bind
-        in_this_namespace = not argv_prefix
+        in_this_namespace = list(argv_prefix[:3]) != ["ip", "netns", "exec"]
+        self._in_this_namespace = in_this_namespace
         probe_host = bind if in_this_namespace and bind not in ("::", "0.0.0.0") else "::1"
         self.port = port or (free_port(probe_host) if in_this_namespace else 1883)
         self.tls = tls
@@ -152,8 +154,8 @@ class Mosquitto:
         raise UnavailableError(f"mosquitto did not start within {timeout:.0f} s: {self.log_tail(offset).strip()}")
 
     def _accepts(self) -> bool:
-        if self.argv_prefix:
-            return True  # another namespace: the "running" log line is the signal
+        if not self._in_this_namespace:
+            return True  # another network namespace: the "running" log line is the signal
         host = "::1" if self.bind in ("::", "") else ("127.0.0.1" if self.bind == "0.0.0.0" else self.bind)
         return is_listening(host, self.port)
 
