@@ -62,7 +62,10 @@ def main() -> int:
         worker.start()
         results = []
         try:
-            remote = timed(lambda: results.append(worker.infer(tensor, geometry, seq=1, timeout=30)), args.frames)
+            def through_worker() -> None:
+                results.append(worker.infer(tensor, geometry, seq=1, timeout=30))
+
+            remote = timed(through_worker, args.frames)
         finally:
             worker.close()
     inside = [r.inference_ms + r.postprocess_ms for r in results[-args.frames:]]
