@@ -16,7 +16,6 @@ import logging
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 
 import msgspec
 import paho.mqtt.client as mqtt
@@ -25,6 +24,7 @@ from paho.mqtt.properties import Properties
 
 from edged.errors import ConfigError
 from edged.publish import thermal
+from edged.publish.cadence import CameraCadence
 from edged.publish.connection import Connection, Will
 from edged.publish.homeassistant import Discovery
 from edged.publish.payloads import (SCHEMA_VERSION, DetectionsPayload, FrameSize, State, Stats, StatusPayload,
@@ -35,18 +35,6 @@ from edged.types import Detection, Frame
 
 log = logging.getLogger("edged.mqtt")
 REPUBLISH_DELAY_S = 1.0
-
-
-@dataclass
-class _Camera:
-    """What was last published for one camera, to decide what the next frame publishes."""
-
-    counts: dict[str, int] = field(default_factory=dict)
-    signature: tuple = ()
-    sent_nonempty: bool = False
-    sent_at: float = float("-inf")
-    snapshot_pending: bool = False
-    snapshot_at: float = float("-inf")
 
 
 class Publisher:
@@ -71,12 +59,11 @@ class Publisher:
         self._expiry = mqtt_settings.message_expiry_seconds
         self._lock = threading.Lock()
         self._status = StatusPayload(state="offline", version=version, backend="", model="", since=None)
-        self._cameras: dict[str, _Camera] = {}
+        self._cameras: dict[str, CameraCadence] = {}
         self._dropped = 0
         self._dropping = False
         self._timer: threading.Timer | None = None
         self._started = False
-        self._snapshot_labels = set(publish.snapshot.labels)
         self._to_jpeg = None
         self._discovery = (Discovery(publish.homeassistant, self._topics, device_id=device_id, version=version)
                            if publish.homeassistant.enabled else None)
@@ -166,13 +153,12 @@ class Publisher:
             state = self._cameras.get(camera)
             if state is None:
                 check_camera(camera)
-                state = self._cameras[camera] = _Camera()
-            changes = {label: counts.get(label, 0) for label in {*state.counts, *counts}
-                       if counts.get(label, 0) != state.counts.get(label, 0)}
+                state = self._cameras[camera] = CameraCadence()
             previous = dict(state.counts)
-            state.counts.update(changes)
-            send_detections = self._wants_detections(state, counts, mono)
-            snapshot = connected and frame.image is not None and self._wants_snapshot(state, counts, previous, mono)
+            changes = state.count_changes(counts)
+            send_detections = state.wants_detections(self._settings.detections, counts, mono)
+            snapshot = (connected and frame.image is not None
+                        and state.wants_snapshot(self._settings.snapshot, counts, previous, mono))
             sensors = (self._discovery.new_sensors(camera, list(counts))
                        if connected and self._discovery is not None else [])
         if send_detections:
@@ -189,31 +175,6 @@ class Publisher:
                 self._send(topic, config, qos=self._state_qos, retain=True)
             if snapshot:
                 self._send_snapshot(camera, frame, detections)
-
-    def _wants_detections(self, state: _Camera, counts: Counter, mono: float) -> bool:
-        mode = self._settings.detections
-        nonempty = bool(counts)
-        signature = tuple(sorted(counts.items()))
-        if mode.mode == "on_change":
-            send = signature != state.signature
-        else:
-            send = nonempty or state.sent_nonempty
-            if mode.mode == "rate_limited":
-                send = send and mono - state.sent_at >= 1.0 / mode.max_per_second
-        if send:
-            state.signature, state.sent_nonempty, state.sent_at = signature, nonempty, mono
-        return send
-
-    def _wants_snapshot(self, state: _Camera, counts: Counter, previous: dict[str, int], mono: float) -> bool:
-        if not self._snapshot_labels:
-            return False
-        present = any(counts.get(label, 0) for label in self._snapshot_labels)
-        appeared = any(counts.get(label, 0) > previous.get(label, 0) for label in self._snapshot_labels)
-        state.snapshot_pending = present and (state.snapshot_pending or appeared)
-        if state.snapshot_pending and mono - state.snapshot_at >= self._settings.snapshot.min_interval_seconds:
-            state.snapshot_pending, state.snapshot_at = False, mono
-            return True
-        return False
 
     def _send_count(self, camera: str, label: str, count: int) -> None:
         self._send(self._topics.count(camera, label), str(count).encode(), qos=self._state_qos, retain=True,
