@@ -99,10 +99,14 @@ class Publisher:
             properties.MessageExpiryInterval = self._expiry
         return properties
 
-    def start(self, *, backend: str, model: str) -> None:
-        """Set the Last Will and connect in the background (a broker down at boot is retried)."""
+    def start(self, *, backend: str, model: str, state: State = "online") -> None:
+        """Set the Last Will and connect in the background (a broker down at boot is retried).
+
+        `state` is what the first status says: a daemon that starts already degraded (Edge TPU
+        missing in `auto`) must not announce `online` for the moment before it corrects itself.
+        """
         with self._lock:
-            self._status = StatusPayload(state="online", version=self._version, backend=backend, model=model,
+            self._status = StatusPayload(state=state, version=self._version, backend=backend, model=model,
                                          since=iso_utc(time.time()))
         will = msgspec.structs.replace(self._status, state="offline", since=None)
         self._connection.set_will(Will(self._topics.status, encode(will), self._state_qos, True,

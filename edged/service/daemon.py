@@ -85,7 +85,8 @@ class Daemon:
         return 0
 
     def _go_live(self, runtime: Runtime) -> None:
-        runtime.publisher.start(backend=runtime.inference.backend, model=runtime.model)
+        runtime.publisher.start(backend=runtime.inference.backend, model=runtime.model,
+                                state=runtime.inference.state)
         self._state_changed(runtime)
         runtime.pipeline.start()
 
