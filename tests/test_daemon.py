@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -187,6 +188,29 @@ def test_a_camera_missing_at_start_exits_69(fetched_data_dir: Path, runs, tmp_pa
                data_dir=fetched_data_dir)
     assert run.wait(timeout=30) == EX_UNAVAILABLE
     assert "camera cam0: cannot open" in run.text
+
+
+def test_two_cameras_share_one_worker(fetched_data_dir: Path, broker, runs, tmp_path: Path):
+    samples = fetched_data_dir / "samples"
+    config = tmp_path / "edged.toml"
+    config.write_text(f'[detector]\nbackend = "cpu"\n[publish]\nstats_interval_seconds = 1.0\n'
+                      f'[[cameras]]\nname = "photos"\nfps = 4\n'
+                      f'[[cameras]]\nname = "jpegs"\nsource = "{samples}/*.jpg"\nfps = 4\n')
+    subscriber = Subscriber("::1", broker.port, ("edged/pi-two/#",))
+    try:
+        run = runs(["--config", str(config), "--broker", broker_url(broker), "--device-id", "pi-two"],
+                   data_dir=fetched_data_dir)
+        for camera in ("photos", "jpegs"):
+            subscriber.wait_topic(f"edged/pi-two/{camera}/detections", count=3, timeout=30)
+        jpeg_sizes = {(m.json()["frame"]["width"], m.json()["frame"]["height"])
+                      for m in subscriber.on("edged/pi-two/jpegs/detections")}
+        assert jpeg_sizes <= {Image.open(p).size for p in samples.glob("*.jpg")}
+        stats = subscriber.wait_topic("edged/pi-two/stats", count=2)[-1].json()
+        assert set(stats["cameras"]) == {"photos", "jpegs"}
+        assert all(c["source_state"] == "streaming" for c in stats["cameras"].values())
+        assert len(re.findall(r"inference worker pid \d+", run.text)) == 1
+    finally:
+        subscriber.stop()
 
 
 def test_sighup_refuses_a_bad_file_and_applies_a_good_one(fetched_data_dir: Path, broker, notify, runs,
