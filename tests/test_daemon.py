@@ -239,5 +239,13 @@ def test_sighup_refuses_a_bad_file_and_applies_a_good_one(fetched_data_dir: Path
         after = [m.json() for m in subscriber.messages[reloaded + 1:]]  # (one may have been in flight)
         labels = {d["label"] for m in after for d in m["detections"]}
         assert labels == {"cat"}, labels
+        workers = len(re.findall(r"inference worker pid \d+", run.text))
+        config.write_text(config.read_text().replace("fps = 10", "fps = 5"))  # cameras only: same worker
+        sent = time.monotonic()
+        run.signal(signal.SIGHUP)
+        run.wait_log("reload: applying the new configuration", count=2)
+        notify.wait_for("READY=1", since=sent, timeout=20)
+        assert "fps cap 5" in run.text
+        assert len(re.findall(r"inference worker pid \d+", run.text)) == workers
     finally:
         subscriber.stop()

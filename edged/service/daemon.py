@@ -34,6 +34,12 @@ STOP_BUDGET_SECONDS = 4.5  # systemd's default TimeoutStopSec is far longer; the
 DEFAULT_HOST, DEFAULT_PORT = "::1", 1883
 
 
+def same_inference(old: Config, new: Config) -> bool:
+    """The running workers serve the new config as they are: keep them (no model reload)."""
+    keys = ("frame_timeout_seconds", "cpu_standby")
+    return old.detector == new.detector and all(getattr(old.service, k) == getattr(new.service, k) for k in keys)
+
+
 class Daemon:
     def __init__(self, config: Config, *, config_path: Path | None = None,
                  overrides: dict[str, Any] | None = None, notifier: Notifier | None = None,
@@ -184,17 +190,19 @@ class Daemon:
             return
         log.info("reload: applying the new configuration")
         old.pipeline.stop(timeout=2.0)
-        old.inference.close()
+        inference = old.inference if same_inference(old.config, new) else None
+        if inference is None:
+            old.inference.close()
         self._setup_logging(new)
         self._ensure_broker(new)
         try:
             runtime = start_runtime(new, alive=self.watchdog.kick, observe=self.observe, publisher=publisher,
-                                    on_change=self._state_changed)
+                                    inference=inference, on_change=self._state_changed)
         except EdgedError as exc:
             log.error("reload failed (%s); restarting with the previous configuration", exc)
             new, publisher = self.config, old.publisher
             runtime = start_runtime(new, alive=self.watchdog.kick, observe=self.observe, publisher=publisher,
-                                    on_change=self._state_changed)
+                                    inference=inference, on_change=self._state_changed)
         if publisher is not old.publisher:
             old.publisher.stop(timeout=1.0)
             self.runtime = runtime

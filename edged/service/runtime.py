@@ -93,19 +93,24 @@ class Runtime:
 
 def start_runtime(config: Config, *, alive: Callable[[], object],
                   observe: Callable[[Processed], None] | None = None,
-                  publisher: Publisher | None = None,
+                  publisher: Publisher | None = None, inference: Inference | None = None,
                   on_change: Callable[[], None] = lambda: None) -> Runtime:
-    """Build and start everything `config` describes; on failure nothing is left running."""
+    """Build and start everything `config` describes (reusing a running `publisher` and `inference` when
+    given); on failure nothing this call started is left running."""
     publisher = publisher or make_publisher(config)
     sources = make_sources(config.cameras)
     stats = PipelineStats(window_seconds=config.publish.stats_interval_seconds)
-    inference = Inference(config.detector, frame_timeout=config.service.frame_timeout_seconds,
-                          cpu_standby=config.service.cpu_standby, on_change=on_change)
-    info = inference.start()
+    reused = inference is not None
+    if inference is None:
+        inference = Inference(config.detector, frame_timeout=config.service.frame_timeout_seconds,
+                              cpu_standby=config.service.cpu_standby, on_change=on_change)
+        inference.start()
+    info = inference.info
     try:
-        open_sources(sources, (info.input_spec.width, info.input_spec.height))
+        open_sources(sources, (info.input_spec.width, info.input_spec.height) if info else (300, 300))
     except BaseException:
-        inference.close()
+        if not reused:
+            inference.close()
         raise
 
     def publish(frame: Frame, result: WorkerResult, backend: str, model: str) -> None:
