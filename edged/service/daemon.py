@@ -37,7 +37,8 @@ DEFAULT_HOST, DEFAULT_PORT = "::1", 1883
 def same_inference(old: Config, new: Config) -> bool:
     """The running workers serve the new config as they are: keep them (no model reload)."""
     keys = ("frame_timeout_seconds", "cpu_standby")
-    return old.detector == new.detector and all(getattr(old.service, k) == getattr(new.service, k) for k in keys)
+    same_service = all(getattr(old.service, key) == getattr(new.service, key) for key in keys)
+    return old.detector == new.detector and same_service
 
 
 class Daemon:
