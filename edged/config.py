@@ -78,7 +78,7 @@ class ServiceConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         gt=0.0)] = 10.0
     cpu_standby: Annotated[bool, _field(
         "CPU standby", "While on the Edge TPU in `auto`, keep a loaded CPU worker ready so a TPU failure "
-        "costs one frame (about 40 MB of RAM).")] = True
+        "costs one frame (a second worker process, about 65 MB resident).")] = True
     reconnect_initial_seconds: Annotated[float, _field(
         "Reconnect delay", "First wait before reopening a failed source; doubles after each failure.",
         gt=0.0)] = 0.5

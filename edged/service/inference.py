@@ -102,7 +102,7 @@ class Inference:
         self._closed.set()
         self._wake.set()
         if self._helper is not None:
-            self._helper.join(5.0)
+            self._helper.join(1.0)  # it may be loading a TPU worker; that one is closed when the load ends
         with self._lock:
             workers = [w for w in (self.active, self._standby, self._pending) if w is not None]
             self.active = self._standby = self._pending = None
