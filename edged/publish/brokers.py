@@ -182,13 +182,14 @@ class BrokerRotation:
     def __init__(self, brokers: list[BrokerUrl], family: str):
         self._brokers = brokers
         self._family = family
-        self._broker_index = 0
-        self._targets = self._targets_for(brokers[0])
-        self._target_index = 0
+        # (broker index, its targets, target index) replaced as one value: paho's thread advances
+        # while other threads read `current` (for log lines), without a lock.
+        self._position: tuple[int, list[Target], int] = (0, self._targets_for(brokers[0]), 0)
 
     @property
     def current(self) -> Target:
-        return self._targets[self._target_index]
+        _, targets, index = self._position
+        return targets[index]
 
     @property
     def size(self) -> int:
@@ -200,17 +201,18 @@ class BrokerRotation:
 
     def advance(self) -> Target:
         """Move on after a failed attempt."""
-        self._target_index += 1
-        if self._target_index >= len(self._targets):
-            self._broker_index = (self._broker_index + 1) % len(self._brokers)
-            self._targets = self._targets_for(self._brokers[self._broker_index])
-            self._target_index = 0
+        broker_index, targets, index = self._position
+        if index + 1 < len(targets):
+            self._position = (broker_index, targets, index + 1)
+        else:
+            broker_index = (broker_index + 1) % len(self._brokers)
+            self._position = (broker_index, self._targets_for(self._brokers[broker_index]), 0)
         return self.current
 
     def _targets_for(self, broker: BrokerUrl) -> list[Target]:
         verify_name = strip_zone(broker.host)
         try:
-            addresses = resolve(broker, self._family)
+            addresses = resolve(broker, self._family) or [broker.host]
         except OSError as exc:
             log.debug("cannot resolve %s: %s", broker.host, exc)
             addresses = [broker.host]
