@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -35,11 +37,33 @@ def broker(mosquitto):
     return mosquitto()
 
 
+@pytest.fixture
+def notify(tmp_path: Path) -> Iterator[NotifyListener]:
+    listener = NotifyListener(tmp_path)
+    yield listener
+    listener.close()
+
+
 def write_config(path: Path, library: Path, model_file: Path, *, retry: float, fps: float = 10) -> Path:
     path.write_text(
         f'[detector]\nbackend = "auto"\nedgetpu_library = "{library}"\nedgetpu_model_file = "{model_file}"\n'
         f'tpu_retry_seconds = {retry}\n[[cameras]]\nfps = {fps}\n[publish]\nstats_interval_seconds = 1.0\n')
     return path
+
+
+@contextmanager
+def coral_daemon(library: Path, model_file: Path, broker, data_dir: Path, tmp_path: Path, *, retry: float,
+                 notify: NotifyListener | None = None) -> Iterator[tuple[EdgedRun, Subscriber]]:
+    """`edged run` in auto mode with a stand-in libedgetpu, and a subscriber to everything it publishes."""
+    config = write_config(tmp_path / "edged.toml", library, model_file, retry=retry)
+    subscriber = Subscriber("::1", broker.port, (f"edged/{DEVICE}/#",))
+    run = EdgedRun(["--config", str(config), "--broker", broker_url(broker), "--device-id", DEVICE],
+                   data_dir=data_dir, notify=notify)
+    try:
+        yield run, subscriber
+    finally:
+        run.stop()
+        subscriber.stop()
 
 
 def statuses(subscriber: Subscriber) -> list[dict]:
@@ -63,14 +87,10 @@ def max_gap(seqs: list[int]) -> int:
 
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGABRT])
 def test_killed_tpu_worker_fails_over_to_cpu_and_comes_back(fetched_data_dir: Path, edgetpu_standin,
-                                                            cpu_model_file, broker, tmp_path: Path,
+                                                            cpu_model_file, broker, tmp_path: Path, notify,
                                                             signum: int):
-    config = write_config(tmp_path / "edged.toml", edgetpu_standin("ok"), cpu_model_file, retry=3)
-    notify = NotifyListener(tmp_path)
-    subscriber = Subscriber("::1", broker.port, (f"edged/{DEVICE}/#",))
-    run = EdgedRun(["--config", str(config), "--broker", broker_url(broker), "--device-id", DEVICE],
-                   data_dir=fetched_data_dir, notify=notify)
-    try:
+    with coral_daemon(edgetpu_standin("ok"), cpu_model_file, broker, fetched_data_dir, tmp_path, retry=3,
+                      notify=notify) as (run, subscriber):
         notify.wait_for("READY=1")
         tpu_pid = run.worker_pid("edgetpu:usb")
         run.wait_log(r"standby CPU worker pid \d+ ready")
@@ -99,20 +119,13 @@ def test_killed_tpu_worker_fails_over_to_cpu_and_comes_back(fetched_data_dir: Pa
         assert seqs == sorted(seqs)
         assert max_gap(seqs) <= 1  # at most the frame in flight was lost
         assert assert_valid_payloads(subscriber.messages) > 10
-    finally:
-        run.stop()
-        subscriber.stop()
-        notify.close()
 
 
 def test_native_abort_at_runtime_keeps_detections_coming_from_the_cpu(fetched_data_dir: Path, edgetpu_standin,
                                                                      cpu_model_file, broker, tmp_path: Path):
     library = edgetpu_standin("abort_after_ms", abort_after_ms=2500)
-    config = write_config(tmp_path / "edged.toml", library, cpu_model_file, retry=0)
-    subscriber = Subscriber("::1", broker.port, (f"edged/{DEVICE}/#",))
-    run = EdgedRun(["--config", str(config), "--broker", broker_url(broker), "--device-id", DEVICE],
-                   data_dir=fetched_data_dir)
-    try:
+    with coral_daemon(library, cpu_model_file, broker, fetched_data_dir, tmp_path,
+                      retry=0) as (run, subscriber):
         wait_backend(subscriber, "edgetpu:usb", 2)
         run.wait_log(r"inference worker edgetpu:usb failed: .*killed by SIGABRT")
         mark = len(subscriber.messages)
@@ -123,24 +136,15 @@ def test_native_abort_at_runtime_keeps_detections_coming_from_the_cpu(fetched_da
         assert stats and stats[-1]["state"] == "degraded" and stats[-1]["backend"].startswith("cpu:")
         seqs = [d["seq"] for d in detections(subscriber)]
         assert max_gap(seqs) <= 1
-    finally:
-        run.stop()
-        subscriber.stop()
 
 
 def test_tpu_crashing_while_loading_starts_degraded_on_the_cpu(fetched_data_dir: Path, edgetpu_standin,
                                                                 cpu_model_file, broker, tmp_path: Path):
     library = edgetpu_standin("abort_on_prepare")
-    config = write_config(tmp_path / "edged.toml", library, cpu_model_file, retry=0)
-    subscriber = Subscriber("::1", broker.port, (f"edged/{DEVICE}/#",))
-    run = EdgedRun(["--config", str(config), "--broker", broker_url(broker), "--device-id", DEVICE],
-                   data_dir=fetched_data_dir)
-    try:
+    with coral_daemon(library, cpu_model_file, broker, fetched_data_dir, tmp_path,
+                      retry=0) as (run, subscriber):
         wait_backend(subscriber, "cpu:", 3)
         subscriber.wait_for(lambda ms: any(m.topic == STATUS for m in ms))
         status = statuses(subscriber)[-1]
         assert status["state"] == "degraded" and status["backend"].startswith("cpu:")
         assert "Edge TPU worker failed while loading the model" in run.text and "SIGABRT" in run.text
-    finally:
-        run.stop()
-        subscriber.stop()
