@@ -243,3 +243,17 @@ def test_failover_to_the_next_broker_keeps_the_queue(mosquitto):
     assert sorted({m.json()["seq"] for m in messages if m.topic.endswith("/detections")}) == list(range(10))
     assert any(m.topic == "edged/pi1/status" and m.json()["state"] == "online" for m in messages)
     assert publisher.dropped == 0
+
+
+def test_qos2_is_delivered_exactly_once(mosquitto):
+    broker = mosquitto()
+    sub = Subscriber("::1", broker.port, ("edged/pi1/front/detections",), qos=2)
+    publisher = started(broker, qos=2)
+    for seq in range(20):
+        publish(publisher, seq, [person()])
+    publisher.stop()
+    messages = sub.wait_topic("edged/pi1/front/detections", 20)
+    time.sleep(0.3)
+    sub.stop()
+    assert [m.json()["seq"] for m in sub.on("edged/pi1/front/detections")] == list(range(20))
+    assert {m.qos for m in messages} == {2}

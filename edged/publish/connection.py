@@ -44,10 +44,10 @@ class Will:
 
 
 def _unix_socketpair() -> tuple[socket.socket, socket.socket]:
-    reader, writer = socket.socketpair()
-    reader.setblocking(False)
-    writer.setblocking(False)
-    return writer, reader
+    pair = socket.socketpair()
+    for end in pair:
+        end.setblocking(False)
+    return pair
 
 
 def use_unix_wakeup_socketpair() -> None:
@@ -73,7 +73,7 @@ def describe_error(exc: BaseException | None) -> str:
     if isinstance(exc, (TimeoutError, socket.timeout)):
         return "timed out"
     if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower() if exc.strerror[:1].isupper() and exc.strerror[1:2].islower() else exc.strerror
+        return exc.strerror[:1].lower() + exc.strerror[1:]  # "Connection refused" → "connection refused"
     return str(exc) or type(exc).__name__
 
 
@@ -98,7 +98,9 @@ class Connection:
             clean_session=None if self.v5 else not persistent,
             protocol=mqtt.MQTTv5 if self.v5 else mqtt.MQTTv311,
         )
-        self.client.reconnect_delay_set(settings.reconnect_min_seconds, settings.reconnect_max_seconds)  # type: ignore[arg-type]
+        # paho types these as int but only multiplies and sleeps: sub-second delays work (tests use them)
+        self.client.reconnect_delay_set(settings.reconnect_min_seconds,  # type: ignore[arg-type]
+                                        settings.reconnect_max_seconds)  # type: ignore[arg-type]
         self.client.connect_timeout = settings.connect_timeout_seconds
         if self._context is not None:
             self.client.tls_set_context(self._context)
