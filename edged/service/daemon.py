@@ -14,7 +14,6 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,6 @@ from edged.publish.mosquitto import Mosquitto, is_listening
 from edged.publish.payloads import CameraStats, InferenceMs, Stats
 from edged.publish.settings import DEFAULT_BROKER
 from edged.service.journal import setup_logging
-from edged.service.pipeline import Processed
 from edged.service.runtime import Runtime, make_publisher, start_runtime
 from edged.service.systemd import Notifier, Watchdog
 
@@ -44,15 +42,13 @@ def same_inference(old: Config, new: Config) -> bool:
 class Daemon:
     def __init__(self, config: Config, *, config_path: Path | None = None,
                  overrides: dict[str, Any] | None = None, notifier: Notifier | None = None,
-                 verbose: bool = False,
-                 observe: Callable[[Processed], None] | None = None) -> None:
+                 verbose: bool = False) -> None:
         self.config = config
         self.config_path = config_path
         self.overrides = overrides or {}
         self.notifier = notifier or Notifier()
         self.watchdog = Watchdog(self.notifier)
         self.verbose = verbose
-        self.observe = observe
         self.runtime: Runtime | None = None
         self.broker: Mosquitto | None = None
         self._wake = threading.Event()
@@ -65,10 +61,6 @@ class Daemon:
             self._reload_requested = True
         else:
             self._stop_requested = True
-        self._wake.set()
-
-    def request_stop(self) -> None:
-        self._stop_requested = True
         self._wake.set()
 
     # -- run -----------------------------------------------------------------------------------------------
@@ -197,12 +189,12 @@ class Daemon:
         self._setup_logging(new)
         self._ensure_broker(new)
         try:
-            runtime = start_runtime(new, alive=self.watchdog.kick, observe=self.observe, publisher=publisher,
+            runtime = start_runtime(new, alive=self.watchdog.kick, publisher=publisher,
                                     inference=inference, on_change=self._state_changed)
         except EdgedError as exc:
             log.error("reload failed (%s); restarting with the previous configuration", exc)
             new, publisher = self.config, old.publisher
-            runtime = start_runtime(new, alive=self.watchdog.kick, observe=self.observe, publisher=publisher,
+            runtime = start_runtime(new, alive=self.watchdog.kick, publisher=publisher,
                                     inference=inference, on_change=self._state_changed)
         if publisher is not old.publisher:
             old.publisher.stop(timeout=1.0)

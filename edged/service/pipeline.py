@@ -6,8 +6,8 @@ instead of building a backlog. Each camera's capture thread also prepares the
 model input (resize + quantize) so the inference thread only copies the tensor
 into the worker's shared memory and waits. Several cameras share the one
 worker; the camera that waited longest goes next. Every frame carries its
-timestamps: captured, inference start and end (stamped in the worker),
-published.
+timestamps: captured (source), inference start and end (stamped in the
+worker), published (`published_at`, stamped by the publisher).
 """
 
 from __future__ import annotations
@@ -41,22 +41,6 @@ class CameraRun:
     keep_image: bool = True  # False: drop the full picture once the model input is made (no snapshots)
 
 
-@dataclass(frozen=True)
-class Processed:
-    """A frame that went all the way through, with the stage timestamps (time.monotonic_ns)."""
-
-    frame: Frame
-    result: WorkerResult
-    backend: str
-    model: str
-    published_ns: int
-
-    @property
-    def latency_ms(self) -> float:
-        """Capture → handed to the MQTT client."""
-        return (self.published_ns - self.frame.captured_ns) / 1e6
-
-
 class FramePublisher(Protocol):
     def __call__(self, frame: Frame, result: WorkerResult, backend: str, model: str) -> None: ...
 
@@ -64,13 +48,11 @@ class FramePublisher(Protocol):
 class Pipeline:
     def __init__(self, cameras: list[CameraRun], inference: Inference, publish: FramePublisher, *,
                  stats: PipelineStats, alive: Callable[[], object] = lambda: None,
-                 reconnect: tuple[float, float] = (0.5, 30.0),
-                 observe: Callable[[Processed], None] | None = None) -> None:
+                 reconnect: tuple[float, float] = (0.5, 30.0)) -> None:
         self.inference = inference
         self.stats = stats
         self._publish = publish
         self._alive = alive  # called when a frame completed the pipeline: the systemd watchdog
-        self._observe = observe
         self._frames: LatestSlots[Frame] = LatestSlots(on_drop=lambda camera, _: stats.add_dropped(camera))
         self._results: LatestSlots[tuple[Frame, WorkerResult, str, str]] = LatestSlots(
             on_drop=lambda camera, _: stats.add_dropped(camera))
@@ -144,11 +126,8 @@ class Pipeline:
             except Exception:  # a publishing bug must not stop detection; it is logged with its traceback
                 log.exception("camera %s: publishing frame %d failed", camera, frame.seq)
                 continue
-            done = Processed(frame, result, backend, model, time.monotonic_ns())
-            self.stats.record(camera, result.inference_ms, done.published_ns)
+            self.stats.record(camera, result.inference_ms, time.monotonic_ns())
             self._alive()
-            if self._observe is not None:
-                self._observe(done)
 
     def stop(self, timeout: float = 4.0) -> None:
         """Stop capture, let the frame in flight finish and be published, then return."""

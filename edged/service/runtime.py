@@ -20,7 +20,7 @@ from edged.errors import UnavailableError
 from edged.publish.publisher import Publisher
 from edged.publish.topics import check_camera
 from edged.service.inference import Inference
-from edged.service.pipeline import CameraRun, Pipeline, Processed
+from edged.service.pipeline import CameraRun, Pipeline
 from edged.service.stats import PipelineStats
 from edged.sources.base import Source, SourceError
 from edged.sources.factory import create_source
@@ -92,7 +92,6 @@ class Runtime:
 
 
 def start_runtime(config: Config, *, alive: Callable[[], object],
-                  observe: Callable[[Processed], None] | None = None,
                   publisher: Publisher | None = None, inference: Inference | None = None,
                   on_change: Callable[[], None] = lambda: None) -> Runtime:
     """Build and start everything `config` describes (reusing a running `publisher` and `inference` when
@@ -125,6 +124,6 @@ def start_runtime(config: Config, *, alive: Callable[[], object],
         log.info("camera %s: %s, fps cap %s", run.source.camera, run.source.uri,
                  f"{run.fps:g}" if run.fps else "none")
     service = config.service
-    pipeline = Pipeline(runs, inference, publish, stats=stats, alive=alive, observe=observe,
+    pipeline = Pipeline(runs, inference, publish, stats=stats, alive=alive,
                         reconnect=(service.reconnect_initial_seconds, service.reconnect_max_seconds))
     return Runtime(config, publisher, inference, pipeline, stats)
