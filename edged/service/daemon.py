@@ -72,8 +72,8 @@ class Daemon:
         publisher = make_publisher(self.config)  # bad URLs, TLS files, credentials: 78 before anything starts
         self._ensure_broker(self.config)
         try:
-            self.runtime = start_runtime(self.config, alive=self.watchdog.kick, observe=self.observe,
-                                         publisher=publisher, on_change=self._state_changed)
+            self.runtime = start_runtime(self.config, alive=self.watchdog.kick, publisher=publisher,
+                                         on_change=self._state_changed)
             self._go_live(self.runtime)
             log.info("ready in %.2f s", time.monotonic() - started)
             self.notifier.ready(self.runtime.status_line())
