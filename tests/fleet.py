@@ -146,6 +146,7 @@ def make_keypair(workdir: Path) -> Path:
 
 def broken_source(dest: Path) -> Path:
     """A copy of the source whose `edged run` exits 1 at start: the bad release a rollout must stop."""
+    dest.mkdir(parents=True, exist_ok=True)
     for item in ("pyproject.toml", "README.md", "edged", "models"):
         src = REPO / item
         if src.is_dir():
