@@ -25,6 +25,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 import numpy as np
@@ -183,7 +184,10 @@ def run_daemon(broker_url: str, backend: str, fps: float, seconds: float) -> Dae
                                     payload["inference_ms"]))
 
     subscriber.client.on_message = on_message
-    subscriber.on_connected = lambda: subscriber.client.subscribe("edged/bench/+/detections", qos=1)
+    def subscribe() -> None:
+        subscriber.client.subscribe("edged/bench/+/detections", qos=1)
+
+    subscriber.on_connected = subscribe
     subscriber.connect_now()
     if not subscriber.wait_connected(10):
         raise UnavailableError(f"edged bench: cannot reach the broker {broker_url}")
@@ -219,7 +223,8 @@ def run_daemon(broker_url: str, backend: str, fps: float, seconds: float) -> Dae
     return result
 
 
-def run_bench(broker_url: str, *, backend: str = "auto", seconds: float = 10.0) -> BenchResult:
+def run_bench(broker_url: str, *, backend: Literal["auto", "cpu", "edgetpu"] = "auto",
+              seconds: float = 10.0) -> BenchResult:
     from edged import paths
     from edged.sources.base import SourceError
     from edged.sources.images import ImageSource
@@ -230,6 +235,7 @@ def run_bench(broker_url: str, *, backend: str = "auto", seconds: float = 10.0) 
         image = samples.read().image
     except SourceError as exc:
         raise UnavailableError(f"sample photos: {exc}") from None
+    assert image is not None
     settings = DetectorSettings(backend=backend, threads=1)
     before = bare_invoke(settings, seconds / 2, image)
     throughput = run_daemon(broker_url, backend, 0, seconds)

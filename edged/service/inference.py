@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 
@@ -63,7 +64,7 @@ class Inference:
         return worker.info if worker is not None else None
 
     @property
-    def state(self) -> str:
+    def state(self) -> Literal["online", "degraded"]:
         """"online", or "degraded" while no worker runs or `auto` runs on the CPU."""
         info = self.info
         if info is None or (self.mode == "auto" and not is_tpu(info)):

@@ -116,7 +116,7 @@ class Picamera2Source(Source):
             request.release()
         if image is None and self._snapshot == "lores":
             image = tensor
-        size = (image.shape[1], image.shape[0]) if image is not None else tuple(self._main_size)
+        size = (image.shape[1], image.shape[0]) if image is not None else self._main_size
         return self.make_frame(image, tensor=tensor, size=size)
 
     def close(self) -> None:
