@@ -1,4 +1,4 @@
-"""The shipped unit under a real systemd 252: readiness, the watchdog, and a bad config.
+"""The shipped unit under a real systemd 252: readiness, watchdog, bad config, reload, stop.
 
 One container (tests/fixtures/nspawn.py) gets edged installed the way the docs say: a wheel into
 a release venv, /opt/edged/current, the sysusers user, the unit from deploy/systemd unchanged,
@@ -62,8 +62,9 @@ def host(nspawn_rootfs, broker, tmp_path_factory):
 
 
 def retained_status(broker: Mosquitto) -> dict:
-    done = subprocess.run(["mosquitto_sub", "-h", "::1", "-p", str(broker.port), "-t", f"edged/{DEVICE}/status",
-                           "-C", "1", "-W", "10"], capture_output=True, text=True, check=True)
+    topic = f"edged/{DEVICE}/status"
+    argv = ["mosquitto_sub", "-h", "::1", "-p", str(broker.port), "-t", topic, "-C", "1", "-W", "10"]
+    done = subprocess.run(argv, capture_output=True, text=True, check=True)
     return json.loads(done.stdout)
 
 
