@@ -74,8 +74,8 @@ class ServiceConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     log_level: Annotated[Literal["debug", "info", "warning", "error"], _field(
         "Log level", "Messages below this level are not logged.")] = "info"
     frame_timeout_seconds: Annotated[float, _field(
-        "Frame timeout", "An inference worker with no answer for this long is killed and replaced.",
-        gt=0.0)] = 10.0
+        "Frame timeout", "An inference worker with no answer for this long is killed and replaced (under a "
+        "systemd watchdog at most a third of WatchdogSec).", gt=0.0)] = 5.0
     cpu_standby: Annotated[bool, _field(
         "CPU standby", "While on the Edge TPU in `auto`, keep a loaded CPU worker ready so a TPU failure "
         "costs one frame (a second worker process, about 65 MB resident).")] = True

@@ -146,6 +146,23 @@ def test_ready_before_watchdog_pings_that_stop_when_the_source_stalls(fetched_da
         done.set()
 
 
+def test_a_low_frame_rate_cap_keeps_the_watchdog_fed_between_frames(fetched_data_dir: Path, broker, notify,
+                                                                     runs, tmp_path: Path):
+    config = tmp_path / "edged.toml"
+    config.write_text('[detector]\nbackend = "cpu"\n[[cameras]]\nfps = 0.2\n')  # one photo every 5 s
+    subscriber = Subscriber("::1", broker.port, ("edged/pi-slow/cam0/detections",))
+    try:
+        runs(["--config", str(config), "--broker", broker_url(broker), "--device-id", "pi-slow"],
+             data_dir=fetched_data_dir, notify=notify, watchdog_usec=1_000_000)
+        subscriber.wait_topic("edged/pi-slow/cam0/detections", timeout=30)
+        since = time.monotonic()
+        time.sleep(3.0)  # well within the wait for the next photo
+        assert len(subscriber.on("edged/pi-slow/cam0/detections")) == 1
+        assert notify.count("WATCHDOG=1", since=since) >= 4  # idle by design is not a stall
+    finally:
+        subscriber.stop()
+
+
 def test_sigterm_publishes_retained_offline_and_exits_zero(fetched_data_dir: Path, broker, notify, runs):
     subscriber = Subscriber("::1", broker.port, ("edged/pi-stop/#",))
     try:

@@ -6,7 +6,9 @@ runs on; its state ("streaming" / "reconnecting") goes into the stats. While
 it is retrying, the loop feeds the systemd watchdog: the daemon is healthy and
 doing what it can, and a restart would not bring the camera back. A loop that
 is stuck inside a read feeds nothing, so a silent hang still gets the service
-restarted.
+restarted. The same holds for a camera capped at a low frame rate: while the
+loop waits for its next frame and nothing is in the pipeline, it is idle by
+design and says so, so `fps = 0.05` does not trip a 15 s watchdog.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ class CaptureLoop(threading.Thread):
     def __init__(self, source: Source, *, fps: float, slots: LatestSlots[Frame],
                  prepare: Callable[[Frame], None], model_size: Callable[[], tuple[int, int]],
                  stats: PipelineStats, backoff: Backoff,
-                 stop: threading.Event, alive: Callable[[], object] = lambda: None) -> None:
+                 stop: threading.Event, alive: Callable[[], object] = lambda: None,
+                 idle: Callable[[], bool] = lambda: False) -> None:
         super().__init__(name=f"capture-{source.camera}", daemon=True)
         self.source = source
         self.camera = source.camera
@@ -43,16 +46,17 @@ class CaptureLoop(threading.Thread):
         self._backoff = backoff
         self._halt = stop
         self._alive = alive
+        self._idle = idle  # nothing in the pipeline: waiting for this loop is the only thing going on
         self.delays: deque[float] = deque(maxlen=32)  # the backoff delays waited, newest last
         self.frames = 0
         self.skipped = 0  # frames of live sources read but not forwarded because of the fps cap
 
     def run(self) -> None:
         self._stats.set_state(self.camera, "streaming")
-        next_due = 0.0
+        next_due = time.monotonic()
         while not self._halt.is_set():
             if not self.source.live and self.interval:
-                if self._halt.wait(max(0.0, next_due - time.monotonic())):
+                if self._pace(next_due):
                     break
             try:
                 frame = self.source.read()
@@ -68,6 +72,8 @@ class CaptureLoop(threading.Thread):
                 self._backoff.reset()
             if self.interval and self.source.live and now < next_due:
                 self.skipped += 1
+                if self._idle():
+                    self._alive()
                 continue
             next_due = max(next_due + self.interval, now) if self.interval else 0.0
             self._prepare(frame)
@@ -77,6 +83,15 @@ class CaptureLoop(threading.Thread):
             elif not self._slots.put_wait(self.camera, frame, self._halt):
                 break
         self._stats.set_state(self.camera, "stopped")
+
+    def _pace(self, due: float) -> bool:
+        """Wait for the fps cap's next slot, reporting progress while the pipeline is idle; True: stop."""
+        while (left := due - time.monotonic()) > 0:
+            if self._idle():
+                self._alive()
+            if self._halt.wait(min(left, 0.5)):
+                return True
+        return self._halt.is_set()
 
     def _recover(self, reason: str) -> None:
         """Close, wait (backoff), reopen — until it opens or the daemon stops."""

@@ -73,6 +73,7 @@ class Daemon:
         self._ensure_broker(self.config)
         try:
             self.runtime = start_runtime(self.config, alive=self.watchdog.kick, publisher=publisher,
+                                         watchdog_seconds=self.notifier.watchdog_seconds,
                                          on_change=self._state_changed)
             self._go_live(self.runtime)
             log.info("ready in %.2f s", time.monotonic() - started)
@@ -190,12 +191,14 @@ class Daemon:
         self._ensure_broker(new)
         try:
             runtime = start_runtime(new, alive=self.watchdog.kick, publisher=publisher,
-                                    inference=inference, on_change=self._state_changed)
+                                    inference=inference, watchdog_seconds=self.notifier.watchdog_seconds,
+                                    on_change=self._state_changed)
         except EdgedError as exc:
             log.error("reload failed (%s); restarting with the previous configuration", exc)
             new, publisher = self.config, old.publisher
             runtime = start_runtime(new, alive=self.watchdog.kick, publisher=publisher,
-                                    inference=inference, on_change=self._state_changed)
+                                    inference=inference, watchdog_seconds=self.notifier.watchdog_seconds,
+                                    on_change=self._state_changed)
         if publisher is not old.publisher:
             old.publisher.stop(timeout=1.0)
             self.runtime = runtime

@@ -55,20 +55,35 @@ class Pipeline:
         self._alive = alive  # called when a frame completed the pipeline: the systemd watchdog
         self._frames: LatestSlots[Frame] = LatestSlots(on_drop=lambda camera, _: stats.add_dropped(camera))
         self._results: LatestSlots[tuple[Frame, WorkerResult, str, str]] = LatestSlots(
-            on_drop=lambda camera, _: stats.add_dropped(camera))
+            on_drop=self._result_dropped)
         self._stop_capture = threading.Event()
         self._stop_inference = threading.Event()
         self._resize = {run.source.camera: run.resize for run in cameras}
         self._keep_image = {run.source.camera: run.keep_image for run in cameras}
+        self._busy = 0  # frames taken by inference and not yet published or lost
+        self._busy_lock = threading.Lock()
         self.captures = [
             CaptureLoop(run.source, fps=run.fps, slots=self._frames, prepare=self._prepare,
                         model_size=self._model_size, stats=stats, backoff=Backoff(*reconnect),
-                        stop=self._stop_capture, alive=alive)
+                        stop=self._stop_capture, alive=alive, idle=self.idle)
             for run in cameras
         ]
         self._inference_thread = threading.Thread(target=self._infer_loop, name="inference", daemon=True)
         self._publish_thread = threading.Thread(target=self._publish_loop, name="publish", daemon=True)
         self.lost = 0  # frames lost in flight to a failing worker
+
+    def idle(self) -> bool:
+        """No frame waiting for or inside inference or publishing."""
+        with self._busy_lock:
+            return self._busy == 0 and len(self._frames) == 0
+
+    def _done(self) -> None:
+        with self._busy_lock:
+            self._busy -= 1
+
+    def _result_dropped(self, camera: str, _item: object) -> None:
+        self.stats.add_dropped(camera)
+        self._done()
 
     def _model_size(self) -> tuple[int, int]:
         info = self.inference.info
@@ -99,16 +114,20 @@ class Pipeline:
             if taken is None:
                 continue
             camera, frame = taken
+            with self._busy_lock:
+                self._busy += 1
             info = self.inference.info
             wanted = (info.input_spec.height, info.input_spec.width) if info else None
             if wanted and (frame.tensor is None or frame.tensor.shape[:2] != wanted):
                 self._prepare(frame)  # prepared for a worker with another input size (switched meanwhile)
             if frame.tensor is None:
+                self._done()
                 continue
             result = self.inference.infer(frame.tensor, frame.geometry, seq=frame.seq)
             if result is None:
                 self.lost += 1
                 self.stats.add_dropped(camera)
+                self._done()
                 continue
             backend, model = (info.backend, info.model) if info else ("", "")
             self._results.put(camera, (frame, result, backend, model))
@@ -125,8 +144,10 @@ class Pipeline:
                 self._publish(frame, result, backend, model)
             except Exception:  # a publishing bug must not stop detection; it is logged with its traceback
                 log.exception("camera %s: publishing frame %d failed", camera, frame.seq)
+                self._done()
                 continue
             self.stats.record(camera, result.inference_ms, time.monotonic_ns())
+            self._done()
             self._alive()
 
     def stop(self, timeout: float = 4.0) -> None:

@@ -59,6 +59,13 @@ def open_sources(sources: list[Source], model_size: tuple[int, int]) -> None:
         raise
 
 
+def frame_timeout(config: Config, watchdog_seconds: float) -> float:
+    """A hung worker must be replaced before systemd's watchdog gives up on the whole daemon: the last
+    ping may be half a WatchdogSec old when the hang starts, and the replacement needs time to load."""
+    timeout = config.service.frame_timeout_seconds
+    return min(timeout, watchdog_seconds / 3) if watchdog_seconds > 0 else timeout
+
+
 def fps_cap(camera: CameraConfig, source: Source) -> float:
     return source.default_fps() if camera.fps == "auto" else float(camera.fps)
 
@@ -93,7 +100,7 @@ class Runtime:
 
 def start_runtime(config: Config, *, alive: Callable[[], object],
                   publisher: Publisher | None = None, inference: Inference | None = None,
-                  on_change: Callable[[], None] = lambda: None) -> Runtime:
+                  watchdog_seconds: float = 0.0, on_change: Callable[[], None] = lambda: None) -> Runtime:
     """Build and start everything `config` describes (reusing a running `publisher` and `inference` when
     given); on failure nothing this call started is left running."""
     publisher = publisher or make_publisher(config)
@@ -101,7 +108,7 @@ def start_runtime(config: Config, *, alive: Callable[[], object],
     stats = PipelineStats(window_seconds=config.publish.stats_interval_seconds)
     reused = inference is not None
     if inference is None:
-        inference = Inference(config.detector, frame_timeout=config.service.frame_timeout_seconds,
+        inference = Inference(config.detector, frame_timeout=frame_timeout(config, watchdog_seconds),
                               cpu_standby=config.service.cpu_standby, on_change=on_change)
         inference.start()
     info = inference.info
