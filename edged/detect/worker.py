@@ -192,8 +192,10 @@ class InferenceWorker:
         try:
             self._conn.send(("infer", seq, self._shm.name, tensor.shape, tensor.dtype.str,
                              (geometry.content_width, geometry.content_height)))
-        except OSError as exc:
-            raise WorkerFailed(f"worker pid {self.pid} is gone ({exc})") from exc
+        except OSError:  # it died between frames: say how, like a death during one
+            self._process.join(1.0)
+            how = describe_exit(self._process.exitcode)
+            raise WorkerFailed(f"worker pid {self.pid} died while idle ({how})") from None
         message = self._receive(timeout, f"running frame {seq}")
         if message[0] == "failed":
             raise WorkerFailed(f"worker pid {self.pid}: {message[2]}")
