@@ -10,8 +10,6 @@ and x86_64 wheels; tests/test_aarch64.py does the same for the Pi's architecture
 from __future__ import annotations
 
 import hashlib
-import importlib.machinery
-import importlib.util
 import json
 import os
 import re
@@ -22,12 +20,18 @@ from pathlib import Path
 
 import pytest
 
+from edged.config import parse_config
+
 REPO = Path(__file__).resolve().parents[1]
 SEED = REPO / "deploy" / "edged-seed"
+sys.path.insert(0, str(REPO / "deploy" / "firstboot"))
+import boothooks  # noqa: E402  (deploy/firstboot/boothooks.py: the seed's first-boot hooks)
 SHARED = REPO / ".." / "shared"
 MIRRORS = ["--mirror", str(SHARED / "models"), "--mirror", str(SHARED / "images")]
 CACHE = Path(os.environ.get("EDGED_TEST_CACHE", "/var/cache/edged-tests")) / "seed"
 INSTALL_RUNCMD = ["sh", "/boot/firmware/edged/install-edged.sh"]
+CARD_OPTIONS = ("--device-id", "pi-door", "--broker", "mqtt://[fd00:ed9e::1]:1883", "--mqtt-username", "door",
+                "--camera", "picamera2:0")
 CMDLINE = "console=serial0,115200 console=tty1 root=PARTUUID=6c586e13-02 rootfstype=ext4 fsck.repair=yes rootwait quiet"
 
 # What Raspberry Pi Imager's customisation writes (rpi-imager src/customization_generator.cpp).
@@ -115,8 +119,8 @@ def sha256(path: Path) -> str:
 @pytest.fixture(scope="module")
 def trixie_card(tmp_path_factory):
     boot = card(tmp_path_factory.mktemp("trixie") / "bootfs", trixie=True)
-    done = seed(boot, "--arch", "x86_64", "--python", target_python(), "--device-id", "pi-door",
-                "--broker", "mqtt://[fd00:ed9e::1]:1883", *MIRRORS, "--cache-dir", str(CACHE))
+    done = seed(boot, *CARD_OPTIONS, "--arch", "x86_64", "--python", target_python(), *MIRRORS,
+                "--cache-dir", str(CACHE))
     assert done.returncode == 0, done.stderr
     assert "cloud-init" in done.stdout
     return boot
@@ -141,15 +145,38 @@ def test_bad_config_files(tmp_path):
     broken.write_text("[mqtt]\nbrokers = [\"mqtt://[::1]:1883\"\n")
     clashing = tmp_path / "clash.toml"
     clashing.write_text("[device]\nid = \"pi-one\"\n")
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text("[mqtt]\nport = 1883\n")  # edged's own check: the key path and what is wrong
     for config, extra, code, words in ((tmp_path / "nope.toml", [], 66, "config not found"),
                                        (tmp_path, [], 66, "cannot read config"),  # a directory
                                        (broken, [], 78, "not valid TOML"),
+                                       (unknown, [], 78, "mqtt: unknown key `port`"),
                                        (clashing, ["--device-id", "pi-two"], 78, "'pi-one'")):
         done = seed(boot, "--config", str(config), *extra, "--no-models")
         assert done.returncode == code, (config, done.stderr)
         assert done.stderr.count("\n") == 1 and str(config) in done.stderr and words in done.stderr, done.stderr
     assert sorted(p.name for p in boot.iterdir()) == ["cmdline.txt", "config.txt", "meta-data",
                                                         "network-config", "user-data"]
+
+
+def test_device_id_goes_into_a_given_config(tmp_path):
+    boot = card(tmp_path / "bootfs", trixie=False)
+    example = REPO / "deploy" / "edged.example.toml"  # has `id = ""` under [device]
+    done = seed(boot, "--config", str(example), "--device-id", "pi-gate", "--wheel", str(tmp_path / "missing.whl"))
+    assert done.returncode == 66 and "missing.whl" in done.stderr  # config accepted; the wheel is checked next
+    loaded = seeded_config(example, "pi-gate")
+    assert loaded.device.id == "pi-gate" and loaded.cameras == parse_config(example.read_text()).cameras
+
+
+def seeded_config(path: Path, device_id: str):
+    """The seed's with_device_id applied to `path`, then parsed by edged's own config loader."""
+    import importlib.machinery
+    import importlib.util
+
+    loader = importlib.machinery.SourceFileLoader("edged_seed", str(SEED))
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader("edged_seed", loader))
+    loader.exec_module(module)
+    return parse_config(module.with_device_id(path.read_text(), device_id, path))
 
 
 # --- the trixie card: cloud-init -------------------------------------------------------------------
@@ -174,15 +201,12 @@ def test_user_data_validates_and_keeps_imagers_settings(trixie_card):
 
 def test_image_default_user_data_keeps_its_comments(tmp_path):
     """pi-gen's stock user-data has no runcmd: ours is appended, the file's text stays as it was."""
-    loader = importlib.machinery.SourceFileLoader("edged_seed", str(SEED))
-    module = importlib.util.module_from_spec(importlib.util.spec_from_loader("edged_seed", loader))
-    loader.exec_module(module)
     stock = "#cloud-config\n\n# This is the user-data configuration file for cloud-init.\nssh_pwauth: false\n" \
             "## Run arbitrary commands\n#runcmd:\n#- [ ls, -l, / ]\n"
     template = (REPO / "deploy" / "firstboot" / "user-data").read_text()
-    merged = module.merge_user_data(stock, template, tmp_path / "user-data")
+    merged = boothooks.merge_user_data(stock, template, tmp_path / "user-data")
     assert merged.startswith(stock)
-    assert module.merge_user_data(merged, template, tmp_path / "user-data") == merged
+    assert boothooks.merge_user_data(merged, template, tmp_path / "user-data") == merged
     import yaml
 
     assert yaml.safe_load(merged) == {"ssh_pwauth": False, "runcmd": [INSTALL_RUNCMD]}
@@ -197,8 +221,10 @@ def test_card_holds_everything_the_offline_install_needs(trixie_card):
     wheels = sorted(p.name for p in (edged / "wheels").iterdir())
     assert [w for w in wheels if w.startswith("edged-")] and [w for w in wheels if w.startswith("pip-")]
     assert any(w.startswith("ai_edge_litert-") and "x86_64" in w for w in wheels)
-    config = (edged / "edged.toml").read_text()
-    assert 'id = "pi-door"' in config and '"mqtt://[fd00:ed9e::1]:1883"' in config
+    config = parse_config((edged / "edged.toml").read_text())
+    assert (config.device.id, config.mqtt.brokers, config.mqtt.username) == \
+        ("pi-door", ["mqtt://[fd00:ed9e::1]:1883"], "door")
+    assert [(c.name, c.source) for c in config.cameras] == [("cam0", "picamera2:0")]
     model = "ssd_mobilenet_v1_1.0_coco_quant_2018_06_29_postprocess.tflite"
     assert sha256(edged / "mirror" / model) == sha256(SHARED / "models" / model)
     assert (edged / "systemd" / "edged.service").read_text() == (REPO / "deploy/systemd/edged.service").read_text()
@@ -209,8 +235,8 @@ def test_seeding_again_changes_nothing(trixie_card, tmp_path):
     before = tree(trixie_card)
     # The same wheel (a rebuild is byte-identical too, unless someone edits the checkout meanwhile).
     wheel = shutil.copy2(next((trixie_card / "edged" / "wheels").glob("edged-*.whl")), tmp_path)
-    done = seed(trixie_card, "--wheel", str(wheel), "--arch", "x86_64", "--python", target_python(),
-                "--device-id", "pi-door", "--broker", "mqtt://[fd00:ed9e::1]:1883", *MIRRORS, "--cache-dir", str(CACHE))
+    done = seed(trixie_card, *CARD_OPTIONS, "--wheel", str(wheel), "--arch", "x86_64", "--python", target_python(),
+                *MIRRORS, "--cache-dir", str(CACHE))
     assert done.returncode == 0, done.stderr
     assert "already in user-data" in done.stdout
     assert tree(trixie_card) == before
