@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -50,6 +51,8 @@ def main(args: argparse.Namespace) -> int:
                                                       if result.nms_raw_ms is not None else "")),
         ("peak RSS", f"{result.rss_mb:.0f} MiB (daemon + inference worker)"),
         ("time to READY", f"{result.ready_s:.2f} s"),
+        ("load average", f"{result.load_avg[0]:.2f} at the start, {result.load_avg[1]:.2f} at the end "
+                         f"({os.cpu_count()} CPUs)"),
     ]
     for name, value in rows:
         print(f"{name:<16} {value}")

@@ -58,6 +58,7 @@ class BenchResult(msgspec.Struct, kw_only=True):
     nms_raw_ms: float | None  # decode + NMS of the raw SSD outputs (1917 anchors x 90 classes), if fetched
     frames: int
     machine: str
+    load_avg: list[float]  # 1-minute load average at the start and the end: other work skews every number
 
 
 def machine() -> str:
@@ -236,6 +237,7 @@ def run_bench(broker_url: str, *, backend: Literal["auto", "cpu", "edgetpu"] = "
     except SourceError as exc:
         raise UnavailableError(f"sample photos: {exc}") from None
     assert image is not None
+    load_start = os.getloadavg()[0]
     settings = DetectorSettings(backend=backend, threads=1)
     before = bare_invoke(settings, seconds / 2, image)
     throughput = run_daemon(broker_url, backend, 0, seconds)
@@ -254,4 +256,5 @@ def run_bench(broker_url: str, *, backend: Literal["auto", "cpu", "edgetpu"] = "
         backend=before.backend, runtime=before.runtime, invoke_ms=round(float(np.median(times)), 2),
         daemon_invoke_ms=round(throughput.invoke_ms(), 2),
         nms_raw_ms=round(before.nms_raw_ms, 3) if before.nms_raw_ms is not None else None,
-        frames=len(throughput.window()) + len(paced.window()), machine=machine())
+        frames=len(throughput.window()) + len(paced.window()), machine=machine(),
+        load_avg=[round(load_start, 2), round(os.getloadavg()[0], 2)])
