@@ -130,6 +130,9 @@ def test_config_check_command(tmp_path: Path):
     assert result.stderr.strip() == (
         f"edged config: error: {bad}: cameras[0].source: camera cam0: source 'nothing-here' is not an "
         "existing path and not a picamera2:N, /dev/videoN, stream URL, video or image file name")
+    bad.write_text('[mqtt]\nbrokers = ["mqtt://[fe80::1]:1883"]\n')  # link-local needs its %zone
+    broker = edged("config", "check", str(bad))
+    assert broker.returncode == EX_CONFIG and f"{bad}: mqtt.brokers" in broker.stderr
     assert edged("config", "example").stdout == EXAMPLE.read_text()
     shown = edged("config", "show", str(EXAMPLE))
     assert shown.returncode == 0 and parse_config(shown.stdout) == Config()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 def configure(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    check = actions.add_parser("check", help="validate a config file (exit 0, or 78 naming the key)")
+    check = actions.add_parser("check", help="validate a config file as `edged run` would (exit 0, or 78)")
     check.add_argument("file", nargs="?", type=Path, metavar="FILE",
                        help="config file (default: /etc/edged/edged.toml)")
     show = actions.add_parser("show", help="print the effective configuration (file + defaults), documented")
@@ -22,6 +22,7 @@ def main(args: argparse.Namespace) -> int:
     from edged.config import DEFAULT_PATH, load_config
     from edged.config_doc import render_example
     from edged.errors import ConfigError
+    from edged.service.runtime import make_publisher
     from edged.sources.factory import create_source
 
     if args.action == "example":
@@ -37,6 +38,10 @@ def main(args: argparse.Namespace) -> int:
             create_source(camera.name, camera.source)
         except ConfigError as exc:
             raise ConfigError(f"{path}: cameras[{index}].source: {exc}") from None
+    try:  # broker URLs, TLS files, credentials: checked as `edged run` checks them, nothing is sent
+        make_publisher(config)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     cameras = ", ".join(f"{c.name} ({c.source})" for c in config.cameras)
     print(f"{path}: OK — device {config.device_id}, backend {config.detector.backend}, model "
           f"{config.detector.model}, brokers {', '.join(config.mqtt.brokers)}, cameras {cameras}")
