@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,18 +101,17 @@ class Fleet:
 
     def playbook(self, playbook: str, *args: str, timeout: float = 600) -> PlaybookRun:
         """ansible-playbook on the controller (its namespace), from deploy/ansible with its ansible.cfg."""
-        import time
-
         argv = [ansible_tool("ansible-playbook"), "-i", str(self.workdir / "inventory.ini"),
                 "-e", f"@{self.workdir / 'fleet-vars.json'}", playbook, *args]
         env = {**os.environ, "ANSIBLE_CONFIG": str(ANSIBLE_DIR / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
                "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.workdir / "cp"),
                "ANSIBLE_LOCAL_TEMP": str(self.workdir / "ansible-tmp"), "PYTHONUNBUFFERED": "1"}
+        log = self.workdir / f"run{len(self.runs) + 1}-{Path(playbook).stem}.log"
         started = time.monotonic()
-        done = subprocess.run(self.controller.argv(argv), cwd=ANSIBLE_DIR, env=env, capture_output=True, text=True,
-                              timeout=timeout)
-        run = PlaybookRun(playbook, argv, done.returncode, done.stdout + done.stderr, time.monotonic() - started)
-        (self.workdir / f"run{len(self.runs) + 1}-{Path(playbook).stem}.log").write_text(run.output)
+        with log.open("w") as out:  # written as it runs: `tail -f` it while a test is slow
+            done = subprocess.run(self.controller.argv(argv), cwd=ANSIBLE_DIR, env=env, stdout=out,
+                                  stderr=subprocess.STDOUT, timeout=timeout)
+        run = PlaybookRun(playbook, argv, done.returncode, log.read_text(), time.monotonic() - started)
         self.runs.append(run)
         return run
 

@@ -179,9 +179,10 @@ def fleet(ipv6_lan, containers, mosquitto, tmp_path) -> Fleet:
     return Fleet(controller=controller, devices=devices, workdir=tmp_path, key=key)
 
 
-def _rollout(fleet: Fleet, wheelhouse: Path) -> object:
-    # Canary, then the other two together (the role's default batches would be 1, 1, 1 for three hosts).
-    return fleet.playbook("site.yml", "-e", f"edged_wheelhouse={wheelhouse}", "-e", '{"edged_serial": [1, "100%"]}')
+def _rollout(fleet: Fleet, wheelhouse: Path, serial: list) -> object:
+    """site.yml with its batches: [1, "100%"] is a canary, then the other two together (the default,
+    [1, "25%", "50%"], makes three batches of one out of three hosts)."""
+    return fleet.playbook("site.yml", "-e", f"edged_wheelhouse={wheelhouse}", "-e", json.dumps({"edged_serial": serial}))
 
 
 def _assert_running(fleet: Fleet, devices: list[Device], version: str, statuses: dict[str, dict]) -> None:
@@ -199,27 +200,28 @@ def test_fleet_rollout_health_gate_and_rollbacks(fleet, fleet_wheelhouses):
         "edged_mqtt_brokers": [fleet.broker_url],  # mqtt://[fd00:ed9e::1]:1883, over the IPv6-only LAN
         "edged_models_mirror_dirs": [str((SHARED / "models").resolve()), str((SHARED / "images").resolve())],
         "edged_backend": "cpu",  # no Coral here: `auto` would report `degraded`
-        "edged_apt_update_cache": False,  # the containers have no package mirror; their packages are there
         "edged_health_delay": 2,
+        "edged_controller_cache": str(fleet.workdir / "controller-cache"),
     })
     pi1, pi2, pi3 = fleet.devices
 
-    # 1. First rollout: canary, then the rest; every host passes the health gate.
-    first = _rollout(fleet, fleet_wheelhouses[GOOD])
+    # 1. First install of the whole fleet in one batch; every host passes the health gate.
+    first = _rollout(fleet, fleet_wheelhouses[GOOD], ["100%"])
     assert first.returncode == 0, first.explain()
+    assert set(first.recap) == {"pi1", "pi2", "pi3"}
     assert all(r["failed"] == 0 and r["changed"] > 0 for r in first.recap.values()), first.recap_lines
-    assert first.output.count("TASK [edged : Check the status]") == 2, "one health gate per batch"
     _assert_running(fleet, fleet.devices, GOOD, fleet.statuses())
 
     # 2. The same release again: nothing changes anywhere.
-    again = _rollout(fleet, fleet_wheelhouses[GOOD])
+    again = _rollout(fleet, fleet_wheelhouses[GOOD], ["100%"])
     assert again.returncode == 0, again.explain()
     assert set(again.recap) == {"pi1", "pi2", "pi3"}
     assert all(r["changed"] == 0 and r["failed"] == 0 for r in again.recap.values()), again.recap_lines
 
-    # 3. An upgrade: new venv next to the old one, previous → old, fresh status with the new version.
-    upgrade = _rollout(fleet, fleet_wheelhouses[NEXT])
+    # 3. An upgrade, canary first: new venv next to the old one, previous → old, fresh status.
+    upgrade = _rollout(fleet, fleet_wheelhouses[NEXT], [1, "100%"])
     assert upgrade.returncode == 0, upgrade.explain()
+    assert upgrade.output.count("TASK [edged : Check the status]") == 2, "one health gate per batch"
     before = fleet.statuses()
     _assert_running(fleet, fleet.devices, NEXT, before)
     for device in fleet.devices:
@@ -228,7 +230,7 @@ def test_fleet_rollout_health_gate_and_rollbacks(fleet, fleet_wheelhouses):
 
     # 4. A release that dies at start: the canary rolls back, the rollout stops before the others.
     started = time.time()
-    broken = _rollout(fleet, fleet_wheelhouses[BROKEN])
+    broken = _rollout(fleet, fleet_wheelhouses[BROKEN], [1, "100%"])
     assert broken.returncode != 0, broken.explain()
     assert broken.recap["pi1"]["rescued"] == 1 and broken.recap["pi1"]["failed"] == 1, broken.recap_lines
     assert "pi2" not in broken.recap and "pi3" not in broken.recap, broken.recap_lines
