@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -262,6 +263,8 @@ def test_first_boot_script_installs_edged_into_a_scratch_root(trixie_card, tmp_p
     assert "edged" in passwd and "edged" in groups["video"] and "edged" in groups["plugdev"]
     assert "apex" not in groups  # no PCIe Coral driver: no group, no drop-in (a missing group fails the unit)
     assert not (root / "etc/systemd/system/edged.service.d").exists()
+    config_dir = (root / "etc/edged").stat()
+    assert oct(config_dir.st_mode & 0o777) == "0o750" and config_dir.st_gid == int(passwd["edged"][3])
     config_stat = (root / "etc/edged/edged.toml").stat()
     assert oct(config_stat.st_mode & 0o777) == "0o640" and config_stat.st_gid == int(passwd["edged"][3])
 
@@ -351,3 +354,50 @@ def test_card_without_imager_customisation_gets_its_own_firstrun(tmp_path, trixi
         assert done.returncode == 0, done.stderr
     assert (boot / "firstrun.sh").read_text() == (REPO / "deploy/firstboot/firstrun.sh").read_text()
     assert (boot / "cmdline.txt").read_text() == CMDLINE + IMAGER_HOOK + "\n"  # hooked exactly once
+
+
+# --- first boot under real systemd ------------------------------------------------------------------
+
+def poll(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
+        time.sleep(0.5)
+    return value
+
+
+@pytest.mark.systemd
+@pytest.mark.timeout(600)
+def test_first_boot_install_leaves_edged_running_under_systemd(containers, trixie_card, tmp_path):
+    """The card's runcmd, run by root in a booted Debian (systemd 252): edged ends up enabled, active, publishing."""
+    from edged.publish.mosquitto import Mosquitto
+
+    wheel = next((trixie_card / "edged" / "wheels").glob("edged-*.whl"))
+    boot = card(tmp_path / "bootfs", trixie=True)
+    with Mosquitto(bind="::1") as broker:
+        done = seed(boot, "--wheel", str(wheel), "--arch", "x86_64", "--python", target_python(),
+                    "--broker", f"mqtt://[::1]:{broker.port}", *MIRRORS, "--cache-dir", str(CACHE))
+        assert done.returncode == 0, done.stderr
+        pi = containers("pi-firstboot")  # shares this host's network; its host name is the device id
+        pi.copy_in(boot, "/boot/firmware")
+        install = pi.exec(INSTALL_RUNCMD, check=False, timeout=300)
+        assert install.returncode == 0, install.stdout + install.stderr
+        poll(lambda: pi.show("edged", "ActiveState") == "active", 120, "edged active (READY=1)")
+        assert (pi.show("edged", "UnitFileState"), pi.show("edged", "NRestarts")) == ("enabled", "0")
+
+        def online() -> dict | None:
+            sub = subprocess.run(["mosquitto_sub", "-h", "::1", "-p", str(broker.port), "-t",
+                                  "edged/pi-firstboot/status", "-C", "1", "-W", "5"], capture_output=True, text=True)
+            status = json.loads(sub.stdout) if sub.returncode == 0 else {}
+            # `degraded`: backend auto found no Edge TPU and runs on the CPU (edged/service/inference.py).
+            return status if status.get("state") in ("online", "degraded") else None
+
+        try:
+            status = poll(online, 60, "a retained status `online` or `degraded`")
+        except AssertionError as exc:
+            everything = subprocess.run(["mosquitto_sub", "-h", "::1", "-p", str(broker.port), "-t", "edged/#",
+                                         "-v", "-W", "3"], capture_output=True, text=True).stdout
+            raise AssertionError(f"{exc}\nretained: {everything}\njournal:\n{pi.journal('edged')[-3000:]}") from None
+    assert status["version"] == wheel.name.split("-")[1] and status["backend"].startswith("cpu:")
+    assert "install-edged: done" in pi.exec(["cat", "/var/log/edged-install.log"]).stdout
+    assert "mode is different" not in pi.journal("edged")  # the install made the dirs as the unit wants them

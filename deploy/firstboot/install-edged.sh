@@ -3,7 +3,7 @@
 # needed. Run once on first boot by cloud-init's runcmd (trixie) or firstrun.sh (bookworm and
 # older); safe to run again by hand: `sudo sh /boot/firmware/edged/install-edged.sh`.
 #
-#   install-edged.sh              install, enable and start edged.service
+#   install-edged.sh              install, enable and (re)start edged.service
 #   install-edged.sh --no-start   install and enable only (firstrun.sh: the Pi reboots next)
 #
 # ROOT=DIR installs into another root filesystem instead of this system (image building, tests):
@@ -116,6 +116,8 @@ GID_EDGED=$(id_of group edged)
 
 # --- configuration and secrets ----------------------------------------------------------------
 mkdir -p "$ROOT/etc/edged"
+chown "0:$GID_EDGED" "$ROOT/etc/edged"
+chmod 0750 "$ROOT/etc/edged"   # the unit's ConfigurationDirectoryMode
 if ! cmp -s "$SRC/edged.toml" "$ROOT/etc/edged/edged.toml"; then
     # A different existing config is kept as edged.toml.~N~ (nothing already accepted is lost).
     install --backup=numbered -m 0640 "$SRC/edged.toml" "$ROOT/etc/edged/edged.toml"
@@ -156,8 +158,9 @@ elif [ -d /run/systemd/system ]; then
     udevadm control --reload 2>/dev/null && udevadm trigger --subsystem-match=usb 2>/dev/null || true
     systemctl daemon-reload
     systemctl enable edged.service
-    # --no-block: cloud-init's runcmd is itself part of the boot transaction.
-    [ "$START" = no ] || systemctl start --no-block edged.service
+    # restart: a re-run applies the new release, config or drop-in; --no-block: cloud-init's runcmd
+    # is itself part of the boot transaction.
+    [ "$START" = no ] || systemctl restart --no-block edged.service
 else
     systemctl enable edged.service   # e.g. inside an image build chroot: starts on first boot
 fi
