@@ -1,21 +1,21 @@
-"""The Debian host the system tests run on: its mirror, backports, packages, binfmt_misc.
+"""The Debian host the system tests run on: its release, backports, installed packages.
 
 Tests that need newer tools than Debian 12 ships (qemu-user ≥ 10 for LiteRT under emulation,
 udevadm ≥ 254 for `udevadm verify`) take them from bookworm-backports, using the mirror the host's
-apt sources already use.
+apt sources already use (tests/fixtures/rootfs.py finds it).
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
+from tests.fixtures.rootfs import debian_mirror
+
 APT_SOURCES = Path("/etc/apt/sources.list.d")
 BACKPORTS_SOURCE = APT_SOURCES / "edged-tests-backports.sources"
-CACHE = Path(os.environ.get("EDGED_TEST_CACHE", "/var/cache/edged-tests"))
 
 
 def codename() -> str:
@@ -27,22 +27,6 @@ def codename() -> str:
 def _source_texts() -> list[str]:
     files = [Path("/etc/apt/sources.list"), *sorted(APT_SOURCES.glob("*.list")), *sorted(APT_SOURCES.glob("*.sources"))]
     return [f.read_text(errors="replace") for f in files if f.is_file()]
-
-
-def mirror() -> str:
-    """The Debian archive URL this host installs `codename()` from (deb822 or one-line sources)."""
-    suite = codename()
-    for text in _source_texts():
-        for stanza in re.split(r"\n\s*\n", text):
-            uris = re.search(r"^URIs:\s*(\S+)", stanza, re.M)
-            suites = re.search(r"^Suites:(.*)$", stanza, re.M)
-            if uris and suites and suite in suites.group(1).split() and "security" not in uris.group(1):
-                return uris.group(1)
-        for line in text.splitlines():
-            parts = line.split()
-            if len(parts) >= 3 and parts[0] == "deb" and suite in parts[2:] and "security" not in line:
-                return next(p for p in parts[1:] if p.startswith(("http", "file", "ftp")))
-    return "http://deb.debian.org/debian"
 
 
 def apt(*args: str) -> None:
@@ -58,7 +42,7 @@ def ensure_backports() -> str:
     if not any(re.search(rf"(^|\s){re.escape(suite)}(\s|$)", text, re.M) for text in _source_texts()):
         BACKPORTS_SOURCE.write_text(
             f"# Added by edged's tests (tests/debian_host.py) for qemu-user >= 10 and udevadm verify.\n"
-            f"Types: deb\nURIs: {mirror()}\nSuites: {suite}\nComponents: main\n"
+            f"Types: deb\nURIs: {debian_mirror()}\nSuites: {suite}\nComponents: main\n"
             f"Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n")
         apt("update", "-qq")
     return suite
@@ -88,13 +72,3 @@ def download_debs(dest: Path, *specs: str) -> list[Path]:
     if done.returncode != 0:
         raise RuntimeError(f"apt-get download {' '.join(specs)} failed: {done.stderr.strip()[-500:]}")
     return sorted(dest.glob("*.deb"))
-
-
-def is_root_with(*tools: str) -> str | None:
-    """None when running as root with every tool on PATH, else why not (a skip reason)."""
-    if os.geteuid() != 0:
-        return "needs root"
-    if shutil.which("apt-get") is None:
-        return "needs a Debian host (apt-get)"
-    missing = [tool for tool in tools if shutil.which(tool) is None]
-    return f"missing {', '.join(missing)}" if missing else None

@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 
 from tests import debian_host
+from tests.fixtures.rootfs import CACHE, debian_mirror
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO / ".." / "shared"
@@ -76,7 +77,7 @@ def setup_emulation() -> None:
 def unpack_root(dest: Path) -> None:
     subprocess.run(["mmdebstrap", "--quiet", "--arch=arm64", "--variant=extract",
                     "--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr", f"--include={','.join(PACKAGES)}",
-                    "bookworm", str(dest), debian_host.mirror()], check=True, capture_output=True)
+                    "bookworm", str(dest), debian_mirror()], check=True, capture_output=True)
     for name in ("passwd", "group"):  # base-passwd's postinst
         shutil.copy(dest / f"usr/share/base-passwd/{name}.master", dest / "etc" / name)
     for lib in ("blas", "lapack"):  # libblas3's and liblapack3's update-alternatives
@@ -90,12 +91,12 @@ def unpack_root(dest: Path) -> None:
 def arm64_root() -> Path:
     """The cached arm64 root, built once (in a temp dir, renamed when complete, under a lock)."""
     key = hashlib.sha256(repr((PACKAGES, RECIPE)).encode()).hexdigest()[:12]
-    root = debian_host.CACHE / f"rootfs-bookworm-arm64-{key}"
-    debian_host.CACHE.mkdir(parents=True, exist_ok=True)
-    with open(debian_host.CACHE / "rootfs-bookworm-arm64.lock", "w") as lock:
+    root = CACHE / f"rootfs-bookworm-arm64-{key}"
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / "rootfs-bookworm-arm64.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not root.is_dir():
-            partial = Path(tempfile.mkdtemp(prefix=root.name + ".partial-", dir=debian_host.CACHE))
+            partial = Path(tempfile.mkdtemp(prefix=root.name + ".partial-", dir=CACHE))
             try:
                 unpack_root(partial / "root")
                 os.rename(partial / "root", root)
@@ -170,7 +171,7 @@ def test_aarch64_wheelhouse_installs_and_detects_like_x86(emulation, tmp_path):
     (boot / "cmdline.txt").write_text("console=tty1 root=PARTUUID=6c586e13-02 rootwait\n")
     (boot / "config.txt").write_text("")
     seeded = subprocess.run([sys.executable, str(SEED), str(boot), "--arch", "aarch64", "--python", "3.11",
-                             *mirrors, "--cache-dir", str(debian_host.CACHE / "seed")], capture_output=True, text=True)
+                             *mirrors, "--cache-dir", str(CACHE / "seed")], capture_output=True, text=True)
     assert seeded.returncode == 0, seeded.stderr
     wheels = [p.name for p in (boot / "edged" / "wheels").iterdir()]
     assert any(re.match(r"ai_edge_litert-.*-cp311-cp311-manylinux_2_\d+_aarch64\.whl", w) for w in wheels), wheels

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests import debian_host
+from tests.fixtures.rootfs import CACHE
 
 UDEV = Path(__file__).resolve().parents[1] / "deploy" / "udev"
 UPSTREAM = {
@@ -71,7 +72,7 @@ def udevadm_with_verify() -> list[str]:
     host = shutil.which("udevadm")
     if host and subprocess.run([host, "verify", "--help"], capture_output=True).returncode == 0:
         return [host]
-    unpacked = debian_host.CACHE / "udevadm-backports"
+    unpacked = CACHE / "udevadm-backports"
     binary = unpacked / "root" / "bin" / "udevadm"
     if not binary.exists():
         if os.geteuid() != 0 or shutil.which("apt-get") is None or debian_host.codename() != "bookworm":
