@@ -55,6 +55,7 @@ class BenchResult(msgspec.Struct, kw_only=True):
     runtime: str
     invoke_ms: float  # median bare invoke
     daemon_invoke_ms: float  # median invoke time the worker reported during the throughput run
+    overhead_ms: float  # median of (capture→publish latency − that frame's invoke in the worker), paced run
     nms_raw_ms: float | None  # decode + NMS of the raw SSD outputs (1917 anchors x 90 classes), if fetched
     frames: int
     machine: str
@@ -140,6 +141,11 @@ class DaemonRun:
 
     def invoke_ms(self) -> float:
         return percentile([ms for _, _, ms in self.window()], 50)
+
+    def overhead_ms(self) -> float:
+        """What the pipeline adds to the invoke itself: resize, hand-offs, IPC, postprocess, publish."""
+        extra = [(published - captured) * 1000 - ms for captured, published, ms in self.window()]
+        return percentile(extra, 50)
 
 
 def _iso(text: str) -> float:
@@ -254,7 +260,7 @@ def run_bench(broker_url: str, *, backend: Literal["auto", "cpu", "edgetpu"] = "
         nms_ms=round(before.nms_ms, 3), rss_mb=max(throughput.rss_mb, paced.rss_mb),
         ready_s=throughput.ready_s,
         backend=before.backend, runtime=before.runtime, invoke_ms=round(float(np.median(times)), 2),
-        daemon_invoke_ms=round(throughput.invoke_ms(), 2),
+        daemon_invoke_ms=round(throughput.invoke_ms(), 2), overhead_ms=round(paced.overhead_ms(), 2),
         nms_raw_ms=round(before.nms_raw_ms, 3) if before.nms_raw_ms is not None else None,
         frames=len(throughput.window()) + len(paced.window()), machine=machine(),
         load_avg=[round(load_start, 2), round(os.getloadavg()[0], 2)])
