@@ -25,7 +25,8 @@ def codename() -> str:
 
 
 def _source_texts() -> list[str]:
-    files = [Path("/etc/apt/sources.list"), *sorted(APT_SOURCES.glob("*.list")), *sorted(APT_SOURCES.glob("*.sources"))]
+    files = [Path("/etc/apt/sources.list"), *sorted(APT_SOURCES.glob("*.list")),
+             *sorted(APT_SOURCES.glob("*.sources"))]
     return [f.read_text(errors="replace") for f in files if f.is_file()]
 
 
@@ -49,7 +50,8 @@ def ensure_backports() -> str:
 
 
 def installed_version(package: str) -> str | None:
-    done = subprocess.run(["dpkg-query", "-W", "-f=${Status} ${Version}", package], capture_output=True, text=True)
+    done = subprocess.run(["dpkg-query", "-W", "-f=${Status} ${Version}", package],
+                          capture_output=True, text=True)
     status = done.stdout.split()
     return status[3] if done.returncode == 0 and status[:3] == ["install", "ok", "installed"] else None
 

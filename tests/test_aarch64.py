@@ -9,7 +9,8 @@ The root holds Debian's arm64 python3 and python3-numpy (1.24, as picamera2 on P
 their dependencies, unpacked by mmdebstrap --variant=extract with the postinst effects Python needs
 applied natively (base-passwd's /etc/passwd and /etc/group, the BLAS/LAPACK alternatives,
 py3compile's .pyc files): configuring the packages under emulation (debootstrap's second stage,
-mmdebstrap's install) took 7-8 minutes here. It is cached under /var/cache/edged-tests; each run installs into an overlay on top of it.
+mmdebstrap's install) took 7-8 minutes here. It is cached under /var/cache/edged-tests; each run
+installs into an overlay on top of it.
 LiteRT segfaults under Debian 12's qemu-user 7.2: qemu-user ≥ 10 comes from bookworm-backports.
 """
 
@@ -37,7 +38,7 @@ SHARED = REPO / ".." / "shared"
 SEED = REPO / "deploy" / "edged-seed"
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 PACKAGES = ("python3", "python3-numpy", "libstdc++6", "base-passwd")
-RECIPE = "extract+merged-usr+passwd+blas-lapack+pyc/2"  # change it when unpack_root changes: a new cache entry
+RECIPE = "extract+merged-usr+passwd+blas-lapack+pyc/2"  # change with unpack_root: a new cache entry
 TRIPLET = "aarch64-linux-gnu"
 
 pytestmark = [pytest.mark.aarch64, pytest.mark.timeout(900)]
@@ -82,7 +83,7 @@ def unpack_root(dest: Path) -> None:
         shutil.copy(dest / f"usr/share/base-passwd/{name}.master", dest / "etc" / name)
     for lib in ("blas", "lapack"):  # libblas3's and liblapack3's update-alternatives
         (dest / f"usr/lib/{TRIPLET}/lib{lib}.so.3").symlink_to(f"{lib}/lib{lib}.so.3")
-    if sys.version_info[:2] == (3, 11):  # py3compile's .pyc files, compiled natively (same bytecode as 3.11.2)
+    if sys.version_info[:2] == (3, 11):  # py3compile's .pyc files, natively (3.11.x: the same bytecode)
         subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", "-s", str(dest), "-p", "/",
                         str(dest / "usr/lib/python3.11"), str(dest / "usr/lib/python3/dist-packages")],
                        check=True, capture_output=True)
@@ -115,8 +116,8 @@ def overlay_with_proc(lower: Path, work: Path):
         def mount(*argv: str, target: Path) -> None:
             subprocess.run(["mount", *argv, str(target)], check=True)
             mounts.callback(subprocess.run, ["umount", "-l", str(target)], check=False)
-        mount("-t", "overlay", "overlay", "-o", f"lowerdir={lower},upperdir={work / 'upper'},workdir={work / 'work'}",
-              target=merged)
+        layers = f"lowerdir={lower},upperdir={work / 'upper'},workdir={work / 'work'}"
+        mount("-t", "overlay", "overlay", "-o", layers, target=merged)
         for fs in ("proc", "sys"):
             (merged / fs).mkdir(exist_ok=True)
         mount("-t", "proc", "proc", target=merged / "proc")
@@ -125,7 +126,8 @@ def overlay_with_proc(lower: Path, work: Path):
 
 
 def detections(stdout: str) -> dict[str, list[dict]]:
-    return {Path(result["image"]).name: result["detections"] for result in map(json.loads, stdout.splitlines())}
+    results = map(json.loads, stdout.splitlines())
+    return {Path(result["image"]).name: result["detections"] for result in results}
 
 
 def iou(a: dict, b: dict) -> float:
@@ -174,23 +176,24 @@ def test_aarch64_wheelhouse_installs_and_detects_like_x86(emulation, tmp_path):
                              *mirrors, "--cache-dir", str(CACHE / "seed")], capture_output=True, text=True)
     assert seeded.returncode == 0, seeded.stderr
     wheels = [p.name for p in (boot / "edged" / "wheels").iterdir()]
-    assert any(re.match(r"ai_edge_litert-.*-cp311-cp311-manylinux_2_\d+_aarch64\.whl", w) for w in wheels), wheels
+    litert = re.compile(r"ai_edge_litert-.*-cp311-cp311-manylinux_2_\d+_aarch64\.whl")
+    assert any(litert.match(w) for w in wheels), wheels
     assert any(re.match(r"numpy-1\.", w) for w in wheels), "bookworm's wheelhouse keeps numpy < 2"
 
     with overlay_with_proc(arm64_root(), tmp_path / "overlay") as root:
-        install = subprocess.run(["sh", str(boot / "edged" / "install-edged.sh")], env={**os.environ, "ROOT": str(root)},
-                                 capture_output=True, text=True)
+        install = subprocess.run(["sh", str(boot / "edged" / "install-edged.sh")],
+                                 env={**os.environ, "ROOT": str(root)}, capture_output=True, text=True)
         assert install.returncode == 0, install.stdout + install.stderr
         # apt's numpy (what picamera2 is built against) is the one the release uses.
-        numpy = subprocess.run(["chroot", str(root), "/opt/edged/current/bin/python", "-c",
-                                "import numpy, platform; print(numpy.__version__, numpy.__file__, platform.machine())"],
+        probe = "import numpy, platform; print(numpy.__version__, numpy.__file__, platform.machine())"
+        numpy = subprocess.run(["chroot", str(root), "/opt/edged/current/bin/python", "-c", probe],
                                capture_output=True, text=True)
         version, location, machine = numpy.stdout.split()
         assert (machine, version.split(".")[:2], location.startswith("/usr/lib/python3/dist-packages")) == \
             ("aarch64", ["1", "24"], True), numpy.stdout + numpy.stderr
 
-        arm = subprocess.run(["chroot", str(root), "/opt/edged/current/bin/edged", "detect", "--json", "--threshold",
-                              "0.3", *(f"/var/lib/edged/samples/{name}" for name in images)],
+        arm = subprocess.run(["chroot", str(root), "/opt/edged/current/bin/edged", "detect", "--json",
+                              "--threshold", "0.3", *(f"/var/lib/edged/samples/{name}" for name in images)],
                              capture_output=True, text=True)
         assert arm.returncode == 0, arm.stderr
 

@@ -42,7 +42,8 @@ def parse_rule(line: str) -> list[tuple[str, str, str]]:
 
 
 def rules_of(path: Path) -> list[str]:
-    return [line for line in path.read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    lines = (line.strip() for line in path.read_text().splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
 
 
 def test_rules_are_upstreams_keys_and_values():
@@ -76,7 +77,7 @@ def udevadm_with_verify() -> list[str]:
     binary = unpacked / "root" / "bin" / "udevadm"
     if not binary.exists():
         if os.geteuid() != 0 or shutil.which("apt-get") is None or debian_host.codename() != "bookworm":
-            pytest.skip("udevadm verify needs systemd >= 254 (here: root on Debian 12 to fetch backports' udev)")
+            pytest.skip("udevadm verify needs systemd >= 254 (or root on Debian 12 for backports' udev)")
         suite = debian_host.ensure_backports()
         debs = debian_host.download_debs(unpacked / "debs", f"udev/{suite}", f"libsystemd-shared/{suite}")
         for deb in debs:
@@ -88,10 +89,10 @@ def udevadm_with_verify() -> list[str]:
 def test_udevadm_verify_accepts_the_rules_and_rejects_a_broken_one(tmp_path):
     udevadm = udevadm_with_verify()
     # Group names resolve on the Pi (apex exists only with a PCIe Coral), not here.
-    ok = subprocess.run([*udevadm, "verify", "--resolve-names=never", *map(str, sorted(UDEV.glob("*.rules")))],
-                        capture_output=True, text=True)
+    verify = [*udevadm, "verify", "--resolve-names=never"]
+    ok = subprocess.run([*verify, *map(str, sorted(UDEV.glob("*.rules")))], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     broken = tmp_path / "broken.rules"
     broken.write_text('SUBSYSTEM=="usb", ATTRS{idVendor}="1a6e", GROUP="plugdev"\n')  # = where == belongs
-    bad = subprocess.run([*udevadm, "verify", "--resolve-names=never", str(broken)], capture_output=True, text=True)
+    bad = subprocess.run([*verify, str(broken)], capture_output=True, text=True)
     assert bad.returncode != 0 and "Invalid operator" in bad.stderr, bad.stderr

@@ -14,7 +14,8 @@ import re
 from pathlib import Path
 
 FIRSTBOOT = Path(__file__).resolve().parent
-FIRSTRUN_HOOK = "systemd.run=/boot/firstrun.sh systemd.run_success_action=reboot systemd.unit=kernel-command-line.target"
+FIRSTRUN_HOOK = ("systemd.run=/boot/firstrun.sh systemd.run_success_action=reboot "
+                 "systemd.unit=kernel-command-line.target")  # Imager's, verbatim
 BLOCK = re.compile(r"^# >>> edged.*?^# <<< edged\n", re.M | re.S)
 
 
@@ -36,7 +37,7 @@ def read_text(path: Path, what: str) -> str:
 
 
 def write_if_changed(path: Path, text: str) -> bool:
-    """Replace `path` atomically (a FAT rename is atomic too) unless it already says `text`; True if written."""
+    """Replace `path` atomically (a rename, on FAT too) unless it already says `text`; True if written."""
     if path.is_file() and path.read_text(encoding="utf-8") == text:
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -47,7 +48,7 @@ def write_if_changed(path: Path, text: str) -> bool:
 
 
 def merge_user_data(existing: str | None, ours: str, path: Path) -> str:
-    """Add our cloud-config to Imager's: untouched text plus ours when no key is shared, else a merged dump."""
+    """Add our cloud-config to Imager's: its text plus ours when no key is shared, else a merged dump."""
     try:
         import yaml
     except ImportError:
@@ -63,7 +64,8 @@ def merge_user_data(existing: str | None, ours: str, path: Path) -> str:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise SeedError(65, f"{path}: not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
+        problem = getattr(exc, "problem", None) or exc
+        raise SeedError(65, f"{path}: not valid YAML{where}: {problem}") from None
     if not isinstance(theirs, dict):
         raise SeedError(65, f"{path}: cloud-config is not a mapping")
     mine = yaml.safe_load(ours)
@@ -83,8 +85,8 @@ def hook_cloud_init(boot: Path) -> str:
     """user-data gets our runcmd; meta-data and network-config only where the card has none."""
     user_data = boot / "user-data"
     existing = read_text(user_data, "user-data") if user_data.exists() else None
-    changed = write_if_changed(user_data, merge_user_data(existing, read_text(FIRSTBOOT / "user-data", "template"),
-                                                          user_data))
+    ours = read_text(FIRSTBOOT / "user-data", "template")
+    changed = write_if_changed(user_data, merge_user_data(existing, ours, user_data))
     for name in ("meta-data", "network-config"):  # Imager's / the image's own win
         if not (boot / name).exists():
             write_if_changed(boot / name, read_text(FIRSTBOOT / name, "template"))
@@ -103,7 +105,8 @@ def hook_firstrun(boot: Path) -> str:
         else:
             cleanup = re.search(r"^.*rm .*firstrun\.sh$", text, re.M)
             if cleanup is None:
-                raise SeedError(65, f"{script}: no `rm … firstrun.sh` clean-up line to put edged's block before")
+                raise SeedError(65, f"{script}: no `rm … firstrun.sh` clean-up line to put edged's block "
+                                "before")
             text = text[:cleanup.start()] + block + "\n" + text[cleanup.start():]
     else:
         text = template

@@ -97,7 +97,8 @@ fi
 
 # --- release venv -----------------------------------------------------------------------------
 REL=/opt/edged/releases/$VERSION
-if [ -x "$ROOT$REL/bin/edged" ] && in_root "$T$REL/bin/edged" --version 2>/dev/null | grep -qx "edged $VERSION"; then
+installed=$(in_root "$T$REL/bin/edged" --version 2>/dev/null || true)
+if [ "$installed" = "edged $VERSION" ]; then
     say "release $VERSION already installed in $REL"
 else
     say "creating release $VERSION in $REL"
