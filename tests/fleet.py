@@ -87,10 +87,14 @@ class Fleet:
     def broker_url(self) -> str:
         return f"mqtt://[{self.controller.address}]:{BROKER_PORT}"
 
-    def write_inventory(self, extra_vars: dict) -> Path:
-        """INI inventory (IPv6 ansible_host unbracketed) and the group's variables as a YAML-compatible JSON file."""
+    def write_inventory(self, extra_vars: dict, host_vars: dict[str, str] | None = None) -> Path:
+        """INI inventory (IPv6 ansible_host unbracketed, `host_vars` appended to a host's line) and the
+        group's variables as a JSON file for `-e @file`."""
         inventory = self.workdir / "inventory.ini"
-        lines = ["[edged]", *(f"{d.name} ansible_host={d.address}" for d in self.devices), "", "[edged:vars]",
+        host_vars = host_vars or {}
+        lines = ["[edged]", *(f"{d.name} ansible_host={d.address} {host_vars.get(d.name, '')}".rstrip()
+                              for d in self.devices),
+                 "", "[edged:vars]",
                  "ansible_user=root", f"ansible_ssh_private_key_file={self.key}",
                  "ansible_ssh_common_args='-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
                  "-o LogLevel=ERROR'",

@@ -202,6 +202,9 @@ def test_fleet_rollout_health_gate_and_rollbacks(fleet, fleet_wheelhouses):
         "edged_backend": "cpu",  # no Coral here: `auto` would report `degraded`
         "edged_health_delay": 2,
         "edged_controller_cache": str(fleet.workdir / "controller-cache"),
+    }, host_vars={
+        # pi3 buffers on its own mosquitto, bridged to the fleet broker: its gate reads the bridged status.
+        "pi3": "edged_mqtt_local_bridge=true",
     })
     pi1, pi2, pi3 = fleet.devices
 
@@ -211,6 +214,9 @@ def test_fleet_rollout_health_gate_and_rollbacks(fleet, fleet_wheelhouses):
     assert set(first.recap) == {"pi1", "pi2", "pi3"}
     assert all(r["failed"] == 0 and r["changed"] > 0 for r in first.recap.values()), first.recap_lines
     _assert_running(fleet, fleet.devices, GOOD, fleet.statuses())
+    # pi3's edged knows only its local broker; its status reached the fleet broker through the bridge.
+    assert 'brokers = ["mqtt://[::1]:1883"]' in pi3.container.exec(["cat", "/etc/edged/edged.toml"]).stdout
+    assert pi3.container.show("mosquitto", "ActiveState") == "active"
 
     # 2. The same release again: nothing changes anywhere.
     again = _rollout(fleet, fleet_wheelhouses[GOOD], ["100%"])
