@@ -94,6 +94,25 @@ def test_subscriber_receives_what_edged_detect_finds_on_the_sample_photos(fetche
         subscriber.stop()
 
 
+def test_quick_start_starts_its_own_broker_on_the_default_address(fetched_data_dir: Path, notify, runs):
+    """`edged run` without a broker flag: nothing listens on [::1]:1883, so it runs a private mosquitto."""
+    from edged.publish.mosquitto import is_listening
+
+    if is_listening("::1", 1883):
+        pytest.skip("something already listens on [::1]:1883")
+    run = runs(["--backend", "cpu", "--device-id", "pi-quick"], data_dir=fetched_data_dir, notify=notify)
+    notify.wait_for("READY=1")
+    subscriber = Subscriber("::1", 1883, ("edged/pi-quick/#",))
+    try:
+        subscriber.wait_topic("edged/pi-quick/cam0/detections", timeout=30)
+        assert len(re.findall(r"started a private mosquitto there \(pid \d+\)", run.text)) == 1
+    finally:
+        subscriber.stop()
+    run.signal(signal.SIGTERM)
+    assert run.wait(timeout=10) == 0
+    assert not is_listening("::1", 1883)  # the private broker went with the daemon
+
+
 def feed_fifo(fifo: Path, jpeg: bytes, feeding: threading.Event, done: threading.Event) -> None:
     """Write one JPEG per open of the FIFO while `feeding` is set: a camera that can stall."""
     while not done.is_set():
