@@ -304,6 +304,30 @@ def test_first_boot_script_installs_edged_into_a_scratch_root(trixie_card, tmp_p
     assert f"release {version} already installed" in again.stdout
 
 
+def test_a_seeded_mqtt_password_reaches_the_unit_and_leaves_the_card(trixie_card, tmp_path):
+    """The password moves off the FAT partition into /etc/edged (0600, root) and the LoadCredential drop-in is
+    installed with it — without the drop-in a seeded password would never reach edged."""
+    if os.geteuid() != 0 or shutil.which("systemd-sysusers") is None:
+        pytest.skip("the install creates a system user and chowns: needs root and systemd-sysusers")
+    boot = tmp_path / "bootfs"
+    shutil.copytree(trixie_card, boot, symlinks=True)
+    (tmp_path / "pw").write_text("s3cret\n")
+    done = seed(boot, *CARD_OPTIONS, "--mqtt-password-file", str(tmp_path / "pw"), "--arch", "x86_64",
+                "--python", target_python(), *MIRRORS, "--cache-dir", str(CACHE))
+    assert done.returncode == 0, done.stderr
+    assert (boot / "edged/mqtt-password").read_text() == "s3cret\n"
+
+    root = tmp_path / "root"
+    installed = subprocess.run(["sh", str(boot / "edged/install-edged.sh")], env={**os.environ, "ROOT": str(root)},
+                               capture_output=True, text=True)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    secret = root / "etc/edged/mqtt-password"
+    assert secret.read_text() == "s3cret\n" and oct(secret.stat().st_mode & 0o777) == "0o600"
+    assert not (boot / "edged/mqtt-password").exists()
+    drop_in = root / "etc/systemd/system/edged.service.d/mqtt-password.conf"
+    assert drop_in.read_text() == (REPO / "deploy/systemd/edged.service.d/mqtt-password.conf").read_text()
+
+
 def test_install_refuses_a_card_without_its_files(trixie_card, tmp_path):
     partial = tmp_path / "edged"
     shutil.copytree(trixie_card / "edged", partial, ignore=shutil.ignore_patterns("wheels", "mirror"))

@@ -148,6 +148,11 @@ for rules in "$SRC"/udev/*.rules; do
     [ ! -f "$rules" ] || install -m 0644 "$rules" "$ROOT/etc/udev/rules.d/"
 done
 install -m 0644 "$SRC/systemd/edged.service" "$ROOT/etc/systemd/system/edged.service"
+if [ -f "$ROOT/etc/edged/mqtt-password" ] && [ -f "$SRC/systemd/edged.service.d/mqtt-password.conf" ]; then
+    # LoadCredential= lives in a drop-in: systemd 252 fails the unit when its source file is missing.
+    install -D -m 0644 "$SRC/systemd/edged.service.d/mqtt-password.conf" \
+        "$ROOT/etc/systemd/system/edged.service.d/mqtt-password.conf"
+fi
 if has_group apex && [ -f "$SRC/systemd/edged.service.d/coral-pcie.conf" ]; then
     install -D -m 0644 "$SRC/systemd/edged.service.d/coral-pcie.conf" \
         "$ROOT/etc/systemd/system/edged.service.d/coral-pcie.conf"
