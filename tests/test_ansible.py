@@ -259,6 +259,14 @@ def test_fleet_rollout_health_gate_and_rollbacks(fleet, fleet_wheelhouses):
     for device in fleet.devices:
         assert device.readlink("/opt/edged/previous") == f"/opt/edged/releases/{NEXT}"
 
+    # 6. A named release on one host only.
+    named = fleet.playbook("rollback.yml", "--limit", "pi2", "-e", f"edged_rollback_to={NEXT}")
+    assert named.returncode == 0, named.explain()
+    assert set(named.recap) == {"pi2"}
+    statuses = fleet.statuses()
+    _assert_running(fleet, [pi2], NEXT, statuses)
+    _assert_running(fleet, [pi1, pi3], GOOD, statuses)
+
     print("\nfleet runs: " + ", ".join(f"{run.playbook} {run.seconds:.0f} s" for run in fleet.runs))
     for run in fleet.runs:
         print("\n".join(run.recap_lines))
