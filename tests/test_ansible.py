@@ -62,28 +62,38 @@ def test_argument_specs_stop_a_bad_value_before_anything_changes(tmp_path):
     assert parse_recap(output)["localhost"]["changed"] == 0
 
 
-def _render_config(tmp_path: Path, variables: dict) -> str:
-    """templates/edged.toml.j2 with the role's own defaults and derived vars, rendered by Ansible."""
+def _render(tmp_path: Path, variables: dict, template: Path | None = None) -> str:
+    """A template (default: the role's edged.toml.j2) rendered by Ansible with the role's defaults and
+    derived vars, plus `variables` (facts included) — what the role would write for such a host."""
     role = ANSIBLE_DIR / "roles" / "edged"
     playbook = tmp_path / "render.yml"
-    out = tmp_path / "edged.toml"
+    out = tmp_path / "rendered"
     playbook.write_text(json.dumps([{
-        "name": "Render edged.toml", "hosts": "localhost", "gather_facts": False,
+        "name": "Render", "hosts": "localhost", "gather_facts": False,
         "tasks": [
             {"name": "Role defaults", "ansible.builtin.include_vars": str(role / "defaults" / "main.yml")},
             {"name": "Role vars", "ansible.builtin.include_vars": str(role / "vars" / "main.yml")},
             {"name": "Test settings", "ansible.builtin.set_fact": variables},
             {"name": "Template", "ansible.builtin.template": {
-                "src": str(role / "templates" / "edged.toml.j2"), "dest": str(out), "mode": "0600"}},
+                "src": str(template or role / "templates" / "edged.toml.j2"), "dest": str(out), "mode": "0600"}},
         ]}]))
     done = _run([_tool("ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook),
-                 "-e", f"ansible_python_interpreter={sys.executable}", "-e", "inventory_hostname_short=x"])
+                 "-e", f"ansible_python_interpreter={sys.executable}"])
     assert done.returncode == 0, done.stdout + done.stderr
     return out.read_text()
 
 
+def test_libedgetpu_url_names_feranicks_build_for_the_host(tmp_path):
+    template = tmp_path / "url.j2"
+    template.write_text("{{ edged_libedgetpu_url | trim }}")
+    url = _render(tmp_path, {"edged_edgetpu": "usb", "ansible_facts": {
+        "architecture": "aarch64", "distribution_release": "bookworm"}}, template)
+    assert url == ("https://github.com/feranick/libedgetpu/releases/download/16.0TF2.19.1-1/"
+                   "libedgetpu1-std_16.0tf2.19.1-1.bookworm_arm64.deb")
+
+
 def test_config_template_writes_a_config_edged_accepts(tmp_path):
-    text = _render_config(tmp_path, {
+    text = _render(tmp_path, {
         "edged_device_id": "pi-door",
         "edged_mqtt_brokers": ["mqtts://[2001:db8::10]:8883", "mqtts://[fe80::1%25eth0]:8883"],
         "edged_mqtt_username": "edged", "edged_mqtt_password": "s3cret",
@@ -110,7 +120,7 @@ def test_config_template_writes_a_config_edged_accepts(tmp_path):
 
 
 def test_config_template_local_bridge_points_edged_at_the_device_broker(tmp_path):
-    text = _render_config(tmp_path, {
+    text = _render(tmp_path, {
         "edged_device_id": "pi-shed", "edged_mqtt_local_bridge": True,
         "edged_mqtt_brokers": ["mqtts://mqtt.example.net:8883"], "edged_mqtt_username": "edged",
         "edged_mqtt_password": "s3cret", "edged_mqtt_tls_ca_file": "/controller/ca.crt"})
@@ -203,6 +213,9 @@ def test_fleet_rollout_health_gate_and_rollbacks(fleet, fleet_wheelhouses):
         "edged_health_delay": 2,
         "edged_controller_cache": str(fleet.workdir / "controller-cache"),
     }, host_vars={
+        # pi2 is set up as a PCIe Coral host (apex group + unit drop-in); without the card it runs on
+        # the CPU, and without internet libedgetpu cannot come from feranick's releases.
+        "pi2": "edged_edgetpu=pci edged_libedgetpu_install=false edged_models_variants='[\"cpu\"]'",
         # pi3 buffers on its own mosquitto, bridged to the fleet broker: its gate reads the bridged status.
         "pi3": "edged_mqtt_local_bridge=true",
     })
@@ -214,6 +227,12 @@ def test_fleet_rollout_health_gate_and_rollbacks(fleet, fleet_wheelhouses):
     assert set(first.recap) == {"pi1", "pi2", "pi3"}
     assert all(r["failed"] == 0 and r["changed"] > 0 for r in first.recap.values()), first.recap_lines
     _assert_running(fleet, fleet.devices, GOOD, fleet.statuses())
+    # pi2's daemon runs with the apex group, which the role created before the unit's drop-in named it.
+    apex_gid = pi2.container.exec(["getent", "group", "apex"]).stdout.split(":")[2]
+    assert pi2.container.exec(["test", "-f", "/etc/systemd/system/edged.service.d/coral-pcie.conf"],
+                              check=False).returncode == 0
+    groups = pi2.container.exec(["grep", "^Groups:", f"/proc/{pi2.main_pid()}/status"]).stdout.split()[1:]
+    assert apex_gid in groups, (apex_gid, groups)
     # pi3's edged knows only its local broker; its status reached the fleet broker through the bridge.
     assert 'brokers = ["mqtt://[::1]:1883"]' in pi3.container.exec(["cat", "/etc/edged/edged.toml"]).stdout
     assert pi3.container.show("mosquitto", "ActiveState") == "active"
