@@ -53,6 +53,13 @@ def test_directory_loops_in_name_order_and_frames_hold_the_photos(photo_dir: Pat
     assert all(b.captured_ns >= a.captured_ns for a, b in zip(frames, frames[1:]))
 
 
+def test_unchanged_photos_are_decoded_once(photo_dir: Path):
+    frames = read_n(ImageSource("cam0", str(photo_dir)), 2 * len(PHOTOS))
+    first, second = frames[: len(PHOTOS)], frames[len(PHOTOS):]
+    assert all(a.image is b.image for a, b in zip(first, second))  # the second pass came from the cache
+    assert not first[0].image.flags.writeable  # shared by every frame of that file: read-only
+
+
 def test_directory_is_relisted_each_pass_and_unreadable_files_are_skipped(photo_dir: Path, caplog):
     source = ImageSource("cam0", str(photo_dir))
     source.open((300, 300))

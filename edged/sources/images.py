@@ -13,6 +13,7 @@ from __future__ import annotations
 import glob
 import io
 import logging
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,38 @@ def decode_image(data: bytes, where: str) -> np.ndarray:
         raise SourceError(f"{where}: not a readable image ({exc})") from exc
 
 
+class DecodedCache:
+    """Decoded pictures of regular files that did not change (same mtime and size).
+
+    Looping over a few photos should not decode them again on every pass: on a
+    Pi that is most of the capture thread's work. Bounded: beyond `limit` bytes
+    further pictures are decoded each time instead of kept. FIFOs and other
+    special files are always read afresh.
+    """
+
+    def __init__(self, limit: int = 64 * 1024 * 1024) -> None:
+        self._limit = limit
+        self._items: dict[Path, tuple[tuple[int, int], np.ndarray]] = {}
+        self._bytes = 0
+
+    def load(self, path: Path) -> np.ndarray:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            return decode_image(path.read_bytes(), str(path))
+        key = (info.st_mtime_ns, info.st_size)
+        cached = self._items.get(path)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        image = decode_image(path.read_bytes(), str(path))
+        image.flags.writeable = False  # shared by every frame of this file: nobody may draw on it
+        old = self._items.pop(path, None)
+        self._bytes -= old[1].nbytes if old is not None else 0
+        if self._bytes + image.nbytes <= self._limit:
+            self._items[path] = (key, image)
+            self._bytes += image.nbytes
+        return image
+
+
 class ImageSource(Source):
     """Loops over image files; each pass re-lists the directory or glob."""
 
@@ -56,6 +89,7 @@ class ImageSource(Source):
         self._failed_in_pass = 0
         self._listed = 0
         self._warned: set[Path] = set()  # one warning per unreadable file, not one per pass
+        self._decoded = DecodedCache()
 
     def _list(self) -> list[Path]:
         if is_glob(self.uri):
@@ -88,7 +122,7 @@ class ImageSource(Source):
                 self._refill()
             path = self._queue.pop(0)
             try:
-                image = decode_image(path.read_bytes(), str(path))
+                image = self._decoded.load(path)
             except (SourceError, OSError) as exc:
                 self._failed_in_pass += 1
                 if path not in self._warned:
