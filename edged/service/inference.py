@@ -87,7 +87,10 @@ class Inference:
                 raise UnavailableError(f"inference worker ({self.mode}): {exc}") from None
             log.error("Edge TPU worker failed while loading the model (%s); using the CPU", exc)
             worker = InferenceWorker(self.settings, "cpu")
-            info = worker.start()
+            try:
+                info = worker.start()
+            except WorkerFailed as cpu_exc:
+                raise UnavailableError(f"inference worker (cpu): {cpu_exc}") from None
             self.reason = f"Edge TPU worker crashed while loading: {exc}"
         self.active = worker
         if self.mode == "auto" and not is_tpu(info):
