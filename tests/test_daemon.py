@@ -177,7 +177,7 @@ def test_a_low_frame_rate_cap_keeps_the_watchdog_fed_between_frames(fetched_data
         since = time.monotonic()
         time.sleep(3.0)  # well within the wait for the next photo
         assert len(subscriber.on("edged/pi-slow/cam0/detections")) == 1
-        assert notify.count("WATCHDOG=1", since=since) >= 4  # idle by design is not a stall
+        assert notify.count("WATCHDOG=1", since=since) >= 3  # idle by design is not a stall
     finally:
         subscriber.stop()
 

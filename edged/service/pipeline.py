@@ -1,13 +1,14 @@
 """The running pipeline: capture threads → one inference thread → one publish thread.
 
 Stages run concurrently and hand over through latest-frame-wins slots, so a
-slow stage makes the one before it drop stale frames (counted per camera)
-instead of building a backlog. Each camera's capture thread also prepares the
-model input (resize + quantize) so the inference thread only copies the tensor
-into the worker's shared memory and waits. Several cameras share the one
-worker; the camera that waited longest goes next. Every frame carries its
-timestamps: captured (source), inference start and end (stamped in the
-worker), published (`published_at`, stamped by the publisher).
+slow stage makes the one before it drop stale frames of live cameras (counted
+per camera) instead of building a backlog; file sources wait instead. Each
+camera's capture thread also prepares the model input (resize + quantize) so
+the inference thread only copies the tensor into the worker's shared memory
+and waits. Several cameras share the one worker; the camera that waited
+longest goes next. Every frame carries its timestamps: captured (source),
+inference start and end (stamped in the worker), published (`published_at`,
+stamped by the publisher).
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ class Pipeline:
         self._stop_inference = threading.Event()
         self._resize = {run.source.camera: run.resize for run in cameras}
         self._keep_image = {run.source.camera: run.keep_image for run in cameras}
+        self._live = {run.source.camera: run.source.live for run in cameras}
+        self._never = threading.Event()  # file results wait for the publisher, however long it takes
         self._busy = 0  # frames taken by inference and not yet published or lost
         self._busy_lock = threading.Lock()
         self.captures = [
@@ -130,7 +133,10 @@ class Pipeline:
                 self._done()
                 continue
             backend, model = (info.backend, info.model) if info else ("", "")
-            self._results.put(camera, (frame, result, backend, model))
+            if self._live[camera]:
+                self._results.put(camera, (frame, result, backend, model))
+            else:  # files are not live: no stage drops their frames
+                self._results.put_wait(camera, (frame, result, backend, model), self._never)
 
     def _publish_loop(self) -> None:
         while True:
