@@ -16,6 +16,7 @@ from tests.fixtures.broker import REPO, Subscriber, assert_valid_payloads, make_
 from tests.fixtures.publisher_proc import PERSON, frame
 
 TEMPLATE = REPO / "deploy" / "mosquitto" / "bridge.conf.j2"
+BRIDGE_STATE = "$SYS/broker/connection/edged-bridge-pi1/state"
 OUTAGE_S = 10.5
 
 
@@ -32,7 +33,8 @@ def test_template_renders_ipv6_addresses_for_mosquitto():
                   edged_mqtt_tls_cert_file="client.pem")
     lines = text.splitlines()
     assert "address 2001:db8::10:8884 fe80::1%eth0:8883 broker.example.org:8883" in lines
-    assert "topic site/pi7/# out 1" in lines and "notification_topic site/pi7/bridge" in lines
+    assert "topic site/pi7/# out 1" in lines
+    assert "notification_topic $SYS/broker/connection/edged-bridge-pi7/state" in lines
     assert "bridge_cafile /etc/mosquitto/certs/edged-bridge-ca.crt" in lines
     assert "bridge_keyfile /etc/mosquitto/certs/edged-bridge-client.key" in lines
     assert "remote_username edge" in lines and "remote_password pw" in lines
@@ -53,7 +55,9 @@ def test_bridge_keeps_everything_while_upstream_is_down(mosquitto, tmp_path, cap
         edged_mosquitto_listener=f"{local_port} ::1", edged_mosquitto_restart_timeout="1 2"))
     topic = "edged/pi1/cam0/detections"
     fleet = Subscriber("::1", upstream.port, ("edged/pi1/#",), client_id="fleet-subscriber", persistent=True)
-    fleet.wait_for(lambda ms: any(m.topic == "edged/pi1/bridge" and m.payload == b"1" for m in ms))
+    watch_bridge = Subscriber("::1", upstream.port, (BRIDGE_STATE,))
+    watch_bridge.wait_for(lambda ms: any(m.payload == b"1" for m in ms))
+    watch_bridge.stop()
 
     publisher = Publisher(MqttSettings(brokers=[f"mqtt://[::1]:{local_port}"], reconnect_min_seconds=0.5,
                                        reconnect_max_seconds=2.0), PublishSettings(), device_id="pi1", version="1.0")
@@ -82,7 +86,17 @@ def test_bridge_keeps_everything_while_upstream_is_down(mosquitto, tmp_path, cap
     seqs = [json.loads(m.payload)["seq"] for m in messages if m.topic == topic]
     assert set(seqs) == set(range(total))
     assert publisher.dropped == 0
-    assert assert_valid_payloads(messages) == len([m for m in messages if m.topic != "edged/pi1/bridge"])
+    assert assert_valid_payloads(messages) == len(messages)
     with capsys.disabled():
         print(f"\n[bridge] upstream down {up_at - down_at:.1f} s, {total} messages, all {len(set(seqs))} upstream "
               f"{caught_up_s:.1f} s after it came back ({len(seqs) - len(set(seqs))} duplicates)")
+
+    # A restart of the local broker must leave the fleet's retained bridge state at "1", not at a stale "0".
+    local.stop()
+    local.start()
+    time.sleep(3)
+    late = Subscriber("::1", upstream.port, (BRIDGE_STATE,))
+    states = late.wait_for(lambda ms: bool(ms), timeout=10)
+    time.sleep(1)
+    late.stop()
+    assert [m.payload for m in late.messages][-1:] == [b"1"], states
