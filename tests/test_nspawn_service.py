@@ -119,7 +119,8 @@ def test_a_stalled_daemon_is_restarted_by_the_watchdog(service, broker):
     old_pid = service.show("edged", "MainPID")
     restarts = int(service.show("edged", "NRestarts"))
     service.exec(["kill", "-STOP", old_pid])
-    wait_for(lambda: int(service.show("edged", "NRestarts")) > restarts, WATCHDOG_SEC + 30, "a restart")
+    # generous on a loaded CI machine: watchdog + SIGABRT + stack dump + stop + RestartSec + start
+    wait_for(lambda: int(service.show("edged", "NRestarts")) > restarts, WATCHDOG_SEC + 75, "a restart")
     wait_for(lambda: service.show("edged", "ActiveState") == "active", 60, "active again")
     assert service.show("edged", "MainPID") not in ("0", old_pid)
     journal = service.journal("edged")
