@@ -209,13 +209,14 @@ def test_fleet_rollout_health_gate_and_rollbacks(fleet, fleet_wheelhouses):
     fleet.write_inventory({
         "edged_mqtt_brokers": [fleet.broker_url],  # mqtt://[fd00:ed9e::1]:1883, over the IPv6-only LAN
         "edged_models_mirror_dirs": [str((SHARED / "models").resolve()), str((SHARED / "images").resolve())],
-        "edged_backend": "cpu",  # no Coral here: `auto` would report `degraded`
         "edged_health_delay": 2,
         "edged_controller_cache": str(fleet.workdir / "controller-cache"),
     }, host_vars={
         # pi2 is set up as a PCIe Coral host (apex group + unit drop-in); without the card it runs on
         # the CPU, and without internet libedgetpu cannot come from feranick's releases.
-        "pi2": "edged_edgetpu=pci edged_libedgetpu_install=false edged_models_variants='[\"cpu\"]'",
+        # It is told to use the CPU: with its declared Coral absent, `auto` would (rightly) report degraded.
+        "pi2": "edged_edgetpu=pci edged_libedgetpu_install=false edged_models_variants='[\"cpu\"]' "
+               "edged_backend=cpu",
         # pi3 buffers on its own mosquitto, bridged to the fleet broker: its gate reads the bridged status.
         "pi3": "edged_mqtt_local_bridge=true",
     })
