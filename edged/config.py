@@ -20,20 +20,17 @@ import msgspec
 
 from edged.detect.settings import DetectorSettings
 from edged.errors import ConfigError
+from edged.fields import documented
 from edged.publish.settings import MqttSettings, PublishSettings
 
 DEFAULT_PATH = Path("/etc/edged/edged.toml")
 CAMERA_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # one MQTT topic level, no wildcards or separators
 
 
-def _field(title: str, description: str, **constraints) -> msgspec.Meta:
-    return msgspec.Meta(title=title, description=description, **constraints)
-
-
 class DeviceConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Who this device is on the broker."""
 
-    id: Annotated[str, _field(
+    id: Annotated[str, documented(
         "Device id", "Names the device in topics (`edged/<id>/…`) and payloads; empty: the host name.",
         pattern=r"^[^/#+\s]*$")] = ""
 
@@ -41,29 +38,29 @@ class DeviceConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class CameraConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """One camera: where frames come from and how fast they are taken."""
 
-    name: Annotated[str, _field(
+    name: Annotated[str, documented(
         "Name", "Topic level of this camera (`edged/<device>/<name>/detections`).",
         pattern=CAMERA_NAME)] = "cam0"
-    source: Annotated[str, _field(
+    source: Annotated[str, documented(
         "Source", "`samples` (the photos `edged models fetch` fetches), `picamera2:N`, `/dev/videoN`, "
         "`rtsp://…`, `http(s)://…`, a video file, an image file, a directory of images or a glob.")] = \
         "samples"
-    fps: Annotated[Annotated[float, msgspec.Meta(ge=0.0)] | Literal["auto"], _field(
+    fps: Annotated[Annotated[float, msgspec.Meta(ge=0.0)] | Literal["auto"], documented(
         "Frame-rate cap", "At most this many frames per second go to inference; 0: no cap (files are then "
         "read as fast as inference takes them). `auto`: 2 for images, a video file's own rate, no cap for "
         "cameras and streams.")] = "auto"
-    width: Annotated[int, _field(
+    width: Annotated[int, documented(
         "Capture width", "Requested capture width for picamera2's main stream and V4L2 webcams; 0: the "
         "device default (1280x720 for picamera2).", ge=0)] = 0
-    height: Annotated[int, _field(
+    height: Annotated[int, documented(
         "Capture height", "Requested capture height; 0: the device default.", ge=0)] = 0
-    resize: Annotated[Literal["default", "stretch", "letterbox"], _field(
+    resize: Annotated[Literal["default", "stretch", "letterbox"], documented(
         "Resize", "How frames are fitted to the model input; `default`: the detector's `resize`. "
         "picamera2's lores stream is always scaled by the ISP (stretch).")] = "default"
-    snapshot: Annotated[Literal["main", "lores", "none"], _field(
+    snapshot: Annotated[Literal["main", "lores", "none"], documented(
         "Snapshot stream", "Picture kept for snapshots: `main` (full resolution), `lores` (the model-sized "
         "picamera2 stream) or `none` (no snapshots; saves a copy per frame).")] = "main"
-    timeout_seconds: Annotated[float, _field(
+    timeout_seconds: Annotated[float, documented(
         "Stream timeout", "Open and read timeout of network streams; a stream silent this long is "
         "reconnected.", gt=0.0)] = 10.0
 
@@ -71,22 +68,22 @@ class CameraConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class ServiceConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """How the daemon runs: logging, supervision of the worker and the sources."""
 
-    log_level: Annotated[Literal["debug", "info", "warning", "error"], _field(
+    log_level: Annotated[Literal["debug", "info", "warning", "error"], documented(
         "Log level", "Messages below this level are not logged.")] = "info"
-    frame_timeout_seconds: Annotated[float, _field(
+    frame_timeout_seconds: Annotated[float, documented(
         "Frame timeout", "An inference worker with no answer for this long is killed and replaced (under a "
         "systemd watchdog at most a third of WatchdogSec).", gt=0.0)] = 5.0
-    cpu_standby: Annotated[bool, _field(
+    cpu_standby: Annotated[bool, documented(
         "CPU standby", "While on the Edge TPU in `auto`, keep a loaded CPU worker ready so a TPU failure "
         "costs one frame (a second worker process, about 65 MB resident).")] = True
-    reconnect_initial_seconds: Annotated[float, _field(
+    reconnect_initial_seconds: Annotated[float, documented(
         "Reconnect delay", "First wait before reopening a failed source; doubles after each failure.",
         gt=0.0)] = 0.5
-    reconnect_max_seconds: Annotated[float, _field(
+    reconnect_max_seconds: Annotated[float, documented(
         "Reconnect delay cap", "Longest wait between attempts to reopen a failed source.", gt=0.0)] = 30.0
-    status_interval_seconds: Annotated[float, _field(
+    status_interval_seconds: Annotated[float, documented(
         "Status interval", "Seconds between systemd STATUS= updates (fps, backend).", gt=0.0)] = 5.0
-    private_broker: Annotated[bool, _field(
+    private_broker: Annotated[bool, documented(
         "Private broker", "When the broker is the default mqtt://[::1]:1883 and nothing listens there, "
         "start a private mosquitto on [::1]:1883 for the daemon's lifetime.")] = True
 
@@ -94,18 +91,18 @@ class ServiceConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The whole file."""
 
-    device: Annotated[DeviceConfig, _field("Device", "Identity.")] = \
+    device: Annotated[DeviceConfig, documented("Device", "Identity.")] = \
         msgspec.field(default_factory=DeviceConfig)
-    detector: Annotated[DetectorSettings, _field("Detector", "Model, backend, postprocessing.")] = \
+    detector: Annotated[DetectorSettings, documented("Detector", "Model, backend, postprocessing.")] = \
         msgspec.field(default_factory=DetectorSettings)
-    mqtt: Annotated[MqttSettings, _field("MQTT", "Broker connection.")] = \
+    mqtt: Annotated[MqttSettings, documented("MQTT", "Broker connection.")] = \
         msgspec.field(default_factory=MqttSettings)
-    publish: Annotated[PublishSettings, _field("Publish", "Topics and what goes on them.")] = \
+    publish: Annotated[PublishSettings, documented("Publish", "Topics and what goes on them.")] = \
         msgspec.field(default_factory=PublishSettings)
-    cameras: Annotated[list[CameraConfig], _field("Cameras", "One `[[cameras]]` table per camera.",
+    cameras: Annotated[list[CameraConfig], documented("Cameras", "One `[[cameras]]` table per camera.",
                                                   min_length=1)] = \
         msgspec.field(default_factory=lambda: [CameraConfig()])
-    service: Annotated[ServiceConfig, _field("Service", "Supervision and logging.")] = \
+    service: Annotated[ServiceConfig, documented("Service", "Supervision and logging.")] = \
         msgspec.field(default_factory=ServiceConfig)
 
     @property

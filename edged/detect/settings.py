@@ -12,72 +12,70 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from edged.fields import documented
+
 DEFAULT_MODEL = "ssd_mobilenet_v1_coco_quant"
 
 RuntimeChoice = Literal["auto", "litert", "tflite_runtime", "tensorflow"]
 
 
-def _field(title: str, description: str, **constraints) -> msgspec.Meta:
-    return msgspec.Meta(title=title, description=description, **constraints)
-
-
 class DetectorSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Which model, which accelerator, which runtime, and how raw outputs become detections."""
 
-    model: Annotated[str, _field(
+    model: Annotated[str, documented(
         "Model", "Name of a model in the manifest (`edged models list`); its files are fetched with "
         "`edged models fetch NAME`.")] = DEFAULT_MODEL
-    cpu_variant: Annotated[Literal["cpu", "raw"], _field(
+    cpu_variant: Annotated[Literal["cpu", "raw"], documented(
         "CPU variant", "Which CPU file of the model runs on the CPU: `cpu` (the model with its own "
         "post-process op) or `raw` (no NMS in the model: edged decodes the boxes and runs its NMS).")] = "cpu"
-    model_file: Annotated[str | None, _field(
+    model_file: Annotated[str | None, documented(
         "Model file", "A .tflite file to run on the CPU instead of the manifest's file (outputs: SSD "
         "post-process op, or raw SSD box encodings + scores with `anchors_file`).")] = None
-    edgetpu_model_file: Annotated[str | None, _field(
+    edgetpu_model_file: Annotated[str | None, documented(
         "Edge TPU model file", "A .tflite file to run through the Edge TPU delegate instead of the "
         "manifest's `_edgetpu.tflite` file.")] = None
-    labels_file: Annotated[str | None, _field(
+    labels_file: Annotated[str | None, documented(
         "Labels file", "One label per line, line index = class id; default: the manifest model's labels.")] = None
-    anchors_file: Annotated[str | None, _field(
+    anchors_file: Annotated[str | None, documented(
         "Anchors file", "float32 .npy [N, 4] anchors (ycenter, xcenter, height, width; normalized) for a raw "
         "SSD `model_file`; manifest models bring their own.")] = None
-    backend: Annotated[Literal["auto", "cpu", "edgetpu"], _field(
+    backend: Annotated[Literal["auto", "cpu", "edgetpu"], documented(
         "Backend", "`edgetpu` requires a Coral; `cpu` never touches it; `auto` tries the Edge TPU and "
         "falls back to the CPU file of the same network, saying why.")] = "auto"
-    edgetpu_device: Annotated[str, _field(
+    edgetpu_device: Annotated[str, documented(
         "Edge TPU device", "libedgetpu device selector: `usb`, `usb:N`, `pci` or `pci:N`.",
         pattern=r"^(usb|pci)(:[0-9]+)?$")] = "usb"
-    edgetpu_library: Annotated[str, _field(
+    edgetpu_library: Annotated[str, documented(
         "Edge TPU library", "The delegate library to load (name on the loader path, or a path).")] = "libedgetpu.so.1"
-    threads: Annotated[int, _field(
+    threads: Annotated[int, documented(
         "CPU threads", "Threads for CPU inference (XNNPACK).", ge=1, le=64)] = 1
-    runtime: Annotated[RuntimeChoice, _field(
+    runtime: Annotated[RuntimeChoice, documented(
         "Runtime", "TFLite runtime: `auto` prefers ai-edge-litert, then tflite_runtime, then tensorflow.")] = "auto"
-    cpu_runtime: Annotated[RuntimeChoice | None, _field(
+    cpu_runtime: Annotated[RuntimeChoice | None, documented(
         "CPU runtime", "Runtime for the CPU backend only; default: `runtime`.")] = None
-    edgetpu_runtime: Annotated[RuntimeChoice | None, _field(
+    edgetpu_runtime: Annotated[RuntimeChoice | None, documented(
         "Edge TPU runtime", "Runtime for the Edge TPU backend only (the libedgetpu build must match the "
         "runtime it was built for, e.g. feranick's 16.0tf2.17.1 with tflite_runtime 2.17.1); "
         "default: `runtime`.")] = None
-    threshold: Annotated[float, _field(
+    threshold: Annotated[float, documented(
         "Score threshold", "Detections scoring below this are dropped.", ge=0.0, le=1.0)] = 0.5
-    nms_iou: Annotated[Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | None, _field(
+    nms_iou: Annotated[Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | None, documented(
         "NMS IoU", "Boxes overlapping a better one by more than this IoU are suppressed. Default: the "
         "model's own value (0.6 for the SSD models), and no second NMS after a model's post-process op.")] = None
-    class_agnostic: Annotated[bool, _field(
+    class_agnostic: Annotated[bool, documented(
         "Class-agnostic NMS", "Let a box suppress overlapping boxes of any label, not only its own.")] = False
-    allow_labels: Annotated[list[str], _field(
+    allow_labels: Annotated[list[str], documented(
         "Allowed labels", "Report only these labels; empty: all.")] = []
-    deny_labels: Annotated[list[str], _field(
+    deny_labels: Annotated[list[str], documented(
         "Denied labels", "Never report these labels.")] = []
-    min_area: Annotated[float, _field(
+    min_area: Annotated[float, documented(
         "Minimum box area", "Smallest box to report, as a fraction of the image area.", ge=0.0, le=1.0)] = 0.0
-    max_detections: Annotated[int, _field(
+    max_detections: Annotated[int, documented(
         "Max detections", "At most this many detections per image, best first.", ge=1, le=1000)] = 20
-    resize: Annotated[Literal["stretch", "letterbox"], _field(
+    resize: Annotated[Literal["stretch", "letterbox"], documented(
         "Resize", "`stretch` fills the model input (what the SSD models were trained on); `letterbox` keeps "
         "the aspect ratio and pads.")] = "stretch"
-    tpu_retry_seconds: Annotated[float, _field(
+    tpu_retry_seconds: Annotated[float, documented(
         "Edge TPU retry", "After falling back to the CPU at runtime, try the Edge TPU again this often "
         "(seconds; 0: never).", ge=0.0)] = 60.0
 
