@@ -8,18 +8,22 @@ Detection and Box are msgspec Structs because they go on the wire as they are:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import msgspec
 import numpy as np
 
+# A coordinate normalized to the source image; the schema states the range subscribers can rely on.
+Unit = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+
 
 class Box(msgspec.Struct, frozen=True):
-    """An axis-aligned box, normalized to the source image (0..1; the model may overshoot slightly)."""
+    """An axis-aligned box, normalized to the source image and clipped to it: always 0..1."""
 
-    xmin: float
-    ymin: float
-    xmax: float
-    ymax: float
+    xmin: Unit
+    ymin: Unit
+    xmax: Unit
+    ymax: Unit
 
     @property
     def area(self) -> float:
@@ -33,7 +37,7 @@ class Box(msgspec.Struct, frozen=True):
         return inter / union if union > 0 else 0.0
 
     def to_pixels(self, width: int, height: int) -> tuple[int, int, int, int]:
-        """(x0, y0, x1, y1) in the source image's pixels, rounded; may fall slightly outside it."""
+        """(x0, y0, x1, y1) in the source image's pixels, rounded (0..width, 0..height for a clipped box)."""
         return (
             round(self.xmin * width),
             round(self.ymin * height),
@@ -49,6 +53,14 @@ class Detection(msgspec.Struct, frozen=True):
     class_id: int
     score: float
     box: Box
+
+
+class Classification(msgspec.Struct, frozen=True):
+    """A class a classifier gives a picture (or a crop of one); `class_id` is its line in the labels file."""
+
+    label: str
+    class_id: int
+    score: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -170,7 +170,7 @@ def test_cli_fetch_without_names_gets_the_default_model_and_the_samples(model_mi
     listing = edged("models", "list", data_dir=tmp_path)
     assert listing.returncode == 0
     default_cpu = next(line for line in listing.stdout.splitlines() if line.startswith("ssd_mobilenet_v1_coco_quant *"))
-    assert default_cpu.split()[2:4] == ["cpu", "verified"]
+    assert default_cpu.split()[2:5] == ["detector", "cpu", "verified"]
     assert "samples" in listing.stdout and "5/5" in listing.stdout
 
 

@@ -41,24 +41,28 @@ def _list() -> int:
 
     manifest = load_manifest()
     models_dir, samples_dir = paths.models_dir(), paths.samples_dir()
+    defaults = {manifest.default_for(kind) for kind in ("detector", "classifier", "segmenter")}
+    width = max(len(name) for name in manifest.models) + 2
     print(f"models in {models_dir}, samples in {samples_dir}")
-    print(f"{'NAME':<34} {'VARIANT':<8} {'STATE':<9} {'SIZE':>8}  FILE")
+    print(f"{'NAME':<{width}} {'KIND':<10} {'VARIANT':<8} {'STATE':<9} {'SIZE':>8}  FILE")
     for name, model in manifest.models.items():
-        label = name + (" *" if name == manifest.default_model else "")
+        label, kind = name + (" *" if name in defaults else ""), model.kind
         for variant_name, variant in model.variants().items():
             states = [file_state(models_dir / entry.file, entry) for entry in variant.files()]
             state = next((s for s in ("mismatch", "missing") if s in states), "verified")
             path = models_dir / variant.file
             size = path.stat().st_size if path.exists() else variant.size
             extra = " (not official: mirror only)" if variant.url is None else ""
-            print(f"{label:<34} {variant_name:<8} {state:<9} {_size(size):>8}  {variant.file}{extra}")
-            label = ""
+            print(f"{label:<{width}} {kind:<10} {variant_name:<8} {state:<9} {_size(size):>8}  "
+                  f"{variant.file}{extra}")
+            label = kind = ""
     states = [file_state(samples_dir / entry.file, entry) for entry in manifest.samples.files]
     verified = states.count("verified")
-    print(f"{'samples':<34} {'photos':<8} {f'{verified}/{len(states)}':<9} "
+    print(f"{'samples':<{width}} {'':<10} {'photos':<8} {f'{verified}/{len(states)}':<9} "
           f"{_size(sum(e.size or 0 for e in manifest.samples.files)):>8}  "
           + ", ".join(e.file for e in manifest.samples.files))
-    print("* default model; fetch with `edged models fetch [NAME…] [--variant cpu|edgetpu|raw|all]`")
+    print("* default of its kind (what `edged detect`, `classify`, `segment` run without --model); "
+          "fetch with `edged models fetch [NAME…] [--variant cpu|edgetpu|raw|all]`")
     return 0
 
 

@@ -73,7 +73,8 @@ class Backend:
         self.model_path = model_path
         self.interpreter = interpreter
         self._delegate = delegate  # kept alive as long as the interpreter that uses it
-        self.input_detail: dict[str, Any] = interpreter.get_input_details()[0]
+        self.input_details: list[dict[str, Any]] = interpreter.get_input_details()
+        self.input_detail: dict[str, Any] = self.input_details[0]
         self.output_details: list[dict[str, Any]] = interpreter.get_output_details()
 
     def invoke(self, tensor: np.ndarray) -> list[np.ndarray]:

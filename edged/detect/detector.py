@@ -1,30 +1,32 @@
-"""The Detector facade: picks a backend, loads the model, and turns images into Detections.
+"""The Detector facade: loads an SSD model (loading.py) and turns images into Detections.
 
-`Detector.open(settings)` is the one place that decides where the model runs:
-`edgetpu` must get the Edge TPU (else UnavailableError, exit 69), `cpu` never
-touches it, `auto` tries the Edge TPU and falls back to the CPU file of the same
-network, logging one line why (kept in `fallback_reason`). The steps stay
-separate (`prepare`, `invoke`, `postprocess`) because the daemon runs `invoke` in
-a child process and the benchmark times each one.
+`Detector.open(settings)` loads through the shared path that decides where the
+model runs: `edgetpu` must get the Edge TPU (else UnavailableError, exit 69),
+`cpu` never touches it, `auto` tries the Edge TPU and falls back to the CPU file
+of the same network, logging one line why (kept in `fallback_reason`). The steps
+stay separate (`prepare`, `invoke`, `postprocess`) because the daemon runs
+`invoke` in a child process and the benchmark times each one.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import numpy as np
 
 from edged.detect import backends
-from edged.detect.models import ResolvedModel, read_labels, resolve
-from edged.detect.postprocess import Decoding, Filters, LayoutError, OpLayout, Postprocessor, find_layout
-from edged.detect.preprocess import InputSpec, prepare
-from edged.detect.runtime import load_runtime
+from edged.detect.labels import read_labels
+from edged.detect.layout import LayoutError, OpLayout, find_layout, settle_classes
+from edged.detect.loading import OpenModel, load_model
+from edged.detect.models import ResolvedModel
+from edged.detect.postprocess import Decoding, Filters, Postprocessor
+from edged.detect.preprocess import InputSpec, quantize
 from edged.detect.settings import DetectorSettings
-from edged.errors import ConfigError, DataError, UnavailableError
+from edged.errors import ConfigError, DataError
 from edged.types import Detection, Geometry
 
 log = logging.getLogger(__name__)
@@ -38,29 +40,15 @@ class DetectResult(msgspec.Struct, frozen=True):
     backend: str
 
 
-class Detector:
-    """A model loaded on one backend, with the postprocessing its outputs need."""
+class Detector(OpenModel):
+    """An SSD detector loaded on one backend, with the postprocessing its outputs need."""
 
     def __init__(self, backend: backends.Backend, postprocessor: Postprocessor, settings: DetectorSettings, *,
                  model_name: str, fallback_reason: str | None = None):
-        self.backend = backend
+        super().__init__(backend, model_name=model_name, fallback_reason=fallback_reason,
+                         resize=settings.resize)
         self.postprocessor = postprocessor
         self.settings = settings
-        self.model_name = model_name
-        self.fallback_reason = fallback_reason
-        self.input_spec = InputSpec.from_detail(backend.input_detail)
-
-    @property
-    def backend_name(self) -> str:
-        return self.backend.name
-
-    @property
-    def runtime(self) -> str:
-        return str(self.backend.runtime)
-
-    @property
-    def input_size(self) -> tuple[int, int]:
-        return self.input_spec.width, self.input_spec.height
 
     @property
     def labels(self) -> list[str]:
@@ -70,39 +58,15 @@ class Detector:
     def open(cls, settings: DetectorSettings, *, backend: str | None = None,
              models_dir: Path | None = None) -> Detector:
         """Load the model on the chosen backend ("auto" | "cpu" | "edgetpu"; default: settings.backend)."""
-        choice = backend or settings.backend
-        if choice not in ("auto", "cpu", "edgetpu"):
-            raise ConfigError(f"unknown backend {choice!r} (choose auto, cpu or edgetpu)")
-        resolved = resolve(settings, models_dir=models_dir)
-        loaded, reason = None, None
-        if choice in ("auto", "edgetpu"):
-            try:
-                loaded = _open_edgetpu(settings, resolved)
-            except backends.EdgeTpuUnavailable as exc:
-                if choice == "edgetpu":
-                    raise UnavailableError(f"Edge TPU unavailable: {exc}") from None
-                reason = str(exc)
-        if loaded is None:
-            if resolved.cpu is None:
-                raise resolved.cpu_problem or UnavailableError(f"model {settings.model} has no CPU file")
-            loaded = backends.open_cpu(resolved.cpu, runtime=load_runtime(settings.runtime_for("cpu")),
-                                       threads=settings.threads)
-            if reason:
-                log.info("Edge TPU not used: %s; running %s on the CPU", reason, resolved.cpu.name)
+        loaded = load_model(settings, "detector", backend=backend, models_dir=models_dir)
         try:
-            postprocessor = _postprocessor(loaded, resolved, settings)
+            postprocessor = make_postprocessor(loaded.backend, loaded.resolved, settings,
+                                               op_list(loaded.backend))
         except Exception:
-            loaded.close()
+            loaded.backend.close()
             raise
-        return cls(loaded, postprocessor, settings, model_name=resolved.name, fallback_reason=reason)
-
-    def prepare(self, image: np.ndarray) -> tuple[np.ndarray, Geometry]:
-        """RGB uint8 HxWx3 image of any size → (input tensor, Geometry for mapping boxes back)."""
-        return prepare(image, self.input_spec, self.settings.resize)
-
-    def invoke(self, tensor: np.ndarray) -> list[np.ndarray]:
-        """Run the model; returns copies of the raw outputs (safe to keep after the next invoke)."""
-        return self.backend.invoke(tensor)
+        return cls(loaded.backend, postprocessor, settings, model_name=loaded.resolved.name,
+                   fallback_reason=loaded.fallback_reason)
 
     def postprocess(self, outputs: list[np.ndarray], geometry: Geometry = Geometry()) -> list[Detection]:
         """Raw outputs → detections (threshold, labels, area, NMS, max count), boxes in the source frame."""
@@ -110,47 +74,30 @@ class Detector:
 
     def detect(self, image: np.ndarray) -> DetectResult:
         tensor, geometry = self.prepare(image)
-        start = time.perf_counter()
-        outputs = self.invoke(tensor)
-        inference_ms = (time.perf_counter() - start) * 1000.0
-        return DetectResult(self.postprocess(outputs, geometry), round(inference_ms, 3), self.backend_name)
-
-    def close(self) -> None:
-        self.backend.close()
-
-    def __enter__(self) -> Detector:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        outputs, inference_ms = self.timed_invoke(tensor)
+        return DetectResult(self.postprocess(outputs, geometry), inference_ms, self.backend_name)
 
 
-def _open_edgetpu(settings: DetectorSettings, resolved: ResolvedModel) -> backends.Backend:
-    """The Edge TPU backend, or EdgeTpuUnavailable with the first reason it cannot be used.
-
-    The delegate is probed before the model file is looked at: "no Edge TPU" is
-    the more useful line on a machine without one than "file not fetched".
-    """
-    runtime = load_runtime(settings.runtime_for("edgetpu"))
-    if resolved.edgetpu is None:
-        delegate = backends.load_edgetpu_delegate(runtime, settings.edgetpu_library, settings.edgetpu_device)
-        del delegate
-        raise backends.EdgeTpuUnavailable(resolved.edgetpu_problem or "no Edge TPU model file")
-    return backends.open_edgetpu(resolved.edgetpu, runtime=runtime, device=settings.edgetpu_device,
-                                 library=settings.edgetpu_library)
-
-
-def _postprocessor(backend: backends.Backend, resolved: ResolvedModel, settings: DetectorSettings) -> Postprocessor:
+def op_list(backend: backends.Backend) -> list[dict[str, Any]] | None:
+    """The interpreter's op list (what tells an SSD post-process op's outputs apart); None where the runtime
+    does not offer one."""
     interpreter = backend.interpreter
-    ops = interpreter._get_ops_details() if hasattr(interpreter, "_get_ops_details") else None
-    shapes = {int(t["index"]): tuple(int(v) for v in t["shape"]) for t in interpreter.get_tensor_details()}
+    return interpreter._get_ops_details() if hasattr(interpreter, "_get_ops_details") else None
+
+
+def make_postprocessor(backend: backends.Backend, resolved: ResolvedModel, settings: DetectorSettings,
+                       ops: list[dict[str, Any]] | None) -> Postprocessor:
+    """The postprocess for a loaded SSD model; without `ops`, outputs are told apart by shapes and values."""
+    tensors = backend.interpreter.get_tensor_details()
+    shapes = {int(t["index"]): tuple(int(v) for v in t["shape"]) for t in tensors}
     try:
         layout = find_layout(backend.output_details, ops, shapes)
-        InputSpec.from_detail(backend.input_detail)
-    except (LayoutError, ValueError) as exc:
+    except LayoutError as exc:
         raise DataError(f"{backend.model_path}: not an SSD detection model: {exc}") from None
     labels = read_labels(resolved.labels)
     decoding = None
+    if isinstance(layout, OpLayout) and not layout.classes_known:
+        layout = _settle_by_probe(backend, layout, labels)
     if isinstance(layout, OpLayout):
         classes = layout.classes_in_model
         if classes is not None and len(labels) not in (classes, classes - 1):
@@ -163,6 +110,27 @@ def _postprocessor(backend: backends.Backend, resolved: ResolvedModel, settings:
             raise DataError(f"labels file {resolved.labels} has {len(labels)} labels but "
                             f"{backend.model_path.name} scores {classes} classes")
     return Postprocessor(layout, labels, _filters(settings, labels), decoding)
+
+
+def _settle_by_probe(backend: backends.Backend, layout: OpLayout, labels: list[str]) -> OpLayout:
+    """Without an op list, tell class ids from scores by their values on one invoke of a mid-grey picture.
+
+    The SSD post-process op reports its top boxes even for a blank picture
+    (with low scores), which is enough to see which output holds whole numbers
+    below the label count. If this probe cannot tell, the first frames decide
+    (Postprocessor does the same check until one does).
+    """
+    spec = InputSpec.from_detail(backend.input_detail)
+    grey = quantize(np.full((spec.height, spec.width, 3), 128, dtype=np.uint8), spec)
+    try:
+        settled = settle_classes(layout, backend.invoke(grey), len(labels))
+    except LayoutError as exc:
+        raise DataError(f"{backend.model_path}: not an SSD detection model: {exc}") from None
+    if settled is None:
+        log.info("%s: classes and scores outputs not told apart yet; the first frames decide",
+                 backend.model_path.name)
+        return layout
+    return settled
 
 
 def _decoding(model_path: Path, anchors_count: int, resolved: ResolvedModel) -> Decoding:

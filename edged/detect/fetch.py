@@ -40,16 +40,32 @@ def mirrors_from_env() -> list[str]:
 
 
 def sources(entry: FileEntry, mirrors: Sequence[str], *, offline: bool = False) -> list[str]:
-    """Where to look for a file, in order: each mirror, then the official URL (unless offline)."""
+    """Where to look for a file, in order: each mirror, then the official URL (unless offline).
+
+    A directory mirror may keep files one folder down (a copy of a tree sorted
+    by topic, like shared/models with its zoo/ folder): after its top level,
+    the file is looked for in each immediate subfolder that has it, in name
+    order. Any copy found is only a candidate — it still has to match the pin.
+    An http(s) mirror cannot be listed, so it is asked for the file by name only.
+    """
     found = []
     for mirror in mirrors:
         if mirror.startswith(("http://", "https://")):
             found.append(mirror.rstrip("/") + "/" + urllib.parse.quote(entry.file))
         else:
             found.append(str(Path(mirror) / entry.file))
+            found += [str(copy) for copy in _one_folder_down(Path(mirror), entry.file)]
     if entry.url and not offline:
         found.append(entry.url)
     return found
+
+
+def _one_folder_down(mirror: Path, name: str) -> list[Path]:
+    try:
+        folders = sorted(child for child in mirror.iterdir() if child.is_dir())
+    except OSError:  # missing or unreadable mirror: its top-level path reports the reason
+        return []
+    return [folder / name for folder in folders if (folder / name).is_file()]
 
 
 class Progress:

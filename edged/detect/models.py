@@ -21,11 +21,16 @@ from typing import Literal
 import msgspec
 
 from edged import paths
-from edged.detect.settings import DetectorSettings
+from edged.detect.settings import DetectorSettings, ModelSettings
 from edged.errors import ConfigError, DataError, NoInputError, UnavailableError
 
 VARIANTS = ("cpu", "edgetpu", "raw")
 SAMPLES = "samples"
+
+ModelKind = Literal["detector", "classifier", "segmenter"]
+# What a variant's outputs are (manifest `output`): SSD detector heads, a classifier's score vector, or a
+# segmenter's per-pixel class ids / per-pixel class scores.
+OutputKind = Literal["postprocess", "raw_ssd", "scores", "class_map", "pixel_scores"]
 
 
 class FileEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -42,7 +47,7 @@ class FileEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class Variant(FileEntry, kw_only=True):
     """A model file for one backend; raw SSD variants bring their anchors and decode parameters."""
 
-    output: Literal["postprocess", "raw_ssd"] = "postprocess"
+    output: OutputKind = "postprocess"
     anchors: FileEntry | None = None
     decode: FileEntry | None = None
 
@@ -52,6 +57,7 @@ class Variant(FileEntry, kw_only=True):
 
 class ModelEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     title: str
+    kind: ModelKind = "detector"
     labels: str
     input_size: tuple[int, int]
     cpu: Variant | None = None
@@ -69,6 +75,8 @@ class SampleSet(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 class Manifest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     default_model: str
+    default_classifier: str
+    default_segmenter: str
     models: dict[str, ModelEntry]
     samples: SampleSet
 
@@ -78,22 +86,16 @@ class Manifest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         except KeyError:
             raise ConfigError(f"unknown model {name!r} (known: {', '.join(self.models)})") from None
 
+    def default_for(self, kind: ModelKind) -> str:
+        """The model a command runs when no --model is given."""
+        return {"detector": self.default_model, "classifier": self.default_classifier,
+                "segmenter": self.default_segmenter}[kind]
+
 
 def load_manifest() -> Manifest:
     """The manifest shipped with this edged version."""
     data = importlib.resources.files("edged._models").joinpath("manifest.toml").read_bytes()
     return msgspec.toml.decode(data, type=Manifest)
-
-
-def read_labels(path: Path) -> list[str]:
-    """One label per line, line index = class id (blank lines keep their place: ids must not shift)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise NoInputError(f"labels file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"labels file {path} cannot be read ({exc})") from None
-    return [line.strip() for line in text.rstrip("\n").split("\n")]
 
 
 def packaged_labels(name: str) -> Path:
@@ -184,20 +186,21 @@ def verified_path(entry: FileEntry, directory: Path, *, fetch_hint: str) -> Path
 
 @dataclass(frozen=True)
 class ResolvedModel:
-    """What the detector needs: labels and, per backend, the file to load (None: not available)."""
+    """What loading a model needs: labels and, per backend, the file to load (None: not available)."""
 
     name: str
     labels: Path
     cpu: Path | None
-    cpu_output: str | None  # "postprocess" | "raw_ssd" | None (unknown: a user file)
+    cpu_output: str | None  # an OutputKind, or None (unknown: a user file)
     edgetpu: Path | None
     anchors: Path | None
     decode: Path | None
     cpu_problem: Exception | None = None  # why `cpu` is None (raised when the CPU is actually needed)
     edgetpu_problem: str | None = None  # why `edgetpu` is None, for the fallback line
+    kind: ModelKind | None = None  # the manifest's kind; None for a user file (its outputs tell)
 
 
-def resolve(settings: DetectorSettings, *, models_dir: Path | None = None) -> ResolvedModel:
+def resolve(settings: DetectorSettings | ModelSettings, *, models_dir: Path | None = None) -> ResolvedModel:
     """Map settings (manifest name and/or explicit files) to local paths, verifying manifest files."""
     manifest = load_manifest()
     directory = models_dir or paths.models_dir()
@@ -223,10 +226,11 @@ def resolve(settings: DetectorSettings, *, models_dir: Path | None = None) -> Re
     edgetpu, edgetpu_problem = _edgetpu_file(settings, entry, directory)
     name = Path(settings.model_file).stem if settings.model_file else settings.model
     return ResolvedModel(name, labels, cpu, cpu_output, edgetpu, anchors, decode,
-                         cpu_problem, edgetpu_problem)
+                         cpu_problem, edgetpu_problem, None if settings.model_file else entry.kind)
 
 
-def _edgetpu_file(settings: DetectorSettings, entry: ModelEntry, directory: Path) -> tuple[Path | None, str | None]:
+def _edgetpu_file(settings: DetectorSettings | ModelSettings, entry: ModelEntry, directory: Path
+                  ) -> tuple[Path | None, str | None]:
     if settings.edgetpu_model_file:
         return _user_file(settings.edgetpu_model_file, "Edge TPU model file"), None
     if settings.model_file:

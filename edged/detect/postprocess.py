@@ -1,53 +1,23 @@
 """From raw model outputs to Detections: SSD post-process-op outputs, or raw SSD encodings + anchors.
 
-Outputs are identified by what they are, not by position: for models that end in
-`TFLite_Detection_PostProcess` the op's own output order (boxes, classes, scores,
-count) is read from the interpreter's op list, so TF1, TF2 and EfficientDet
-exports that list graph outputs in different orders all decode the same way.
-Raw SSD models (box encodings [1, N, 4] + class scores [1, N, C]) are decoded
+Which output is which is layout.py's job (by what they are, never by position
+or name). Raw SSD models (box encodings [1, N, 4] + class scores [1, N, C]) are decoded
 against their anchors (see research/ops.md and models/PROVENANCE.md for the
 formula) and pass through our NMS. Both paths then share one filter chain:
-score threshold, label allow/deny, minimum area, NMS, max detections.
+score threshold, label allow/deny, minimum area, NMS, max detections; boxes
+come out clipped to the picture (0..1), after NMS so that NMS sees what the
+model's own op sees.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
-from edged.detect.nms import nms
+from edged.detect.layout import LayoutError, OpLayout, RawLayout, settle_classes
+from edged.detect.nms import areas, nms
 from edged.types import Box, Detection, Geometry
-
-POSTPROCESS_OP = "TFLite_Detection_PostProcess"
-
-
-class LayoutError(ValueError):
-    """The model's outputs are not an SSD layout this module understands."""
-
-
-@dataclass(frozen=True)
-class OpLayout:
-    """Output positions of a model ending in the SSD post-process op; `classes_in_model` from its scores input."""
-
-    boxes: int
-    classes: int
-    scores: int
-    count: int
-    classes_in_model: int | None
-
-
-@dataclass(frozen=True)
-class RawLayout:
-    """A raw SSD head: encodings (ty, tx, th, tw) per anchor and per-class scores (column 0 may be background)."""
-
-    encodings: int
-    scores: int
-    anchors_count: int
-    score_columns: int
-    encodings_quant: tuple[float, int]
-    scores_quant: tuple[float, int]
 
 
 @dataclass(frozen=True)
@@ -58,63 +28,6 @@ class Decoding:
     scales: tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0)  # y, x, h, w
     nms_iou: float = 0.6
     num_classes: int | None = None  # None: all score columns but a background column 0
-
-
-def find_layout(outputs: list[dict[str, Any]], ops: list[dict[str, Any]] | None = None,
-                tensor_shapes: dict[int, tuple[int, ...]] | None = None) -> OpLayout | RawLayout:
-    """Identify the output layout from output details, plus the op list and tensor shapes when available.
-
-    `ops` is the runtime's `_get_ops_details()`; `tensor_shapes` maps tensor
-    index → shape so the post-process op's class-score input tells how many
-    classes the model has (for checking the label file).
-    """
-    index_of = {int(detail["index"]): position for position, detail in enumerate(outputs)}
-    for op in ops or []:
-        if op.get("op_name") == POSTPROCESS_OP and all(int(i) in index_of for i in op["outputs"][:4]):
-            boxes, classes, scores, count = (index_of[int(i)] for i in op["outputs"][:4])
-            scores_shape = (tensor_shapes or {}).get(int(op["inputs"][1])) if len(op["inputs"]) > 1 else None
-            columns = int(scores_shape[-1]) if scores_shape else None
-            return OpLayout(boxes, classes, scores, count, columns)
-    shapes = [tuple(int(v) for v in detail["shape"]) for detail in outputs]
-    if len(outputs) == 4:
-        return _op_layout_by_shape(outputs, shapes)
-    if len(outputs) == 2:
-        return _raw_layout(outputs, shapes)
-    raise LayoutError(f"{len(outputs)} outputs with shapes {shapes}; an SSD detector has 4 (post-process op: "
-                      "boxes, classes, scores, count) or 2 (raw box encodings and class scores)")
-
-
-def _op_layout_by_shape(outputs: list[dict[str, Any]], shapes: list[tuple[int, ...]]) -> OpLayout:
-    """Fallback without an op list: boxes are [1,N,4], count has one element, classes are named ':1'."""
-    boxes = [i for i, s in enumerate(shapes) if len(s) == 3 and s[-1] == 4]
-    count = [i for i, s in enumerate(shapes) if int(np.prod(s)) == 1]
-    pairs = [i for i, s in enumerate(shapes) if len(s) == 2]
-    if len(boxes) != 1 or len(count) != 1 or len(pairs) != 2:
-        raise LayoutError(f"outputs with shapes {shapes} are not an SSD post-process layout "
-                          "(boxes [1,N,4], classes [1,N], scores [1,N], count [1])")
-    named = [i for i in pairs if str(outputs[i]["name"]).endswith(":1")]
-    classes = named[0] if named else pairs[0]
-    scores = pairs[1] if classes == pairs[0] else pairs[0]
-    return OpLayout(boxes[0], classes, scores, count[0], None)
-
-
-def _raw_layout(outputs: list[dict[str, Any]], shapes: list[tuple[int, ...]]) -> RawLayout:
-    if not all(len(s) == 3 and s[0] == 1 for s in shapes) or shapes[0][1] != shapes[1][1]:
-        raise LayoutError(f"outputs with shapes {shapes} are not a raw SSD layout "
-                          "(box encodings [1,N,4] and class scores [1,N,C] for the same N anchors)")
-    boxes = [i for i, s in enumerate(shapes) if s[-1] == 4]
-    if len(boxes) == 2:  # C == 4 as well: names tell them apart
-        boxes = [i for i in boxes if "score" not in str(outputs[i]["name"]).lower()][:1]
-    if len(boxes) != 1:
-        raise LayoutError(f"cannot tell box encodings from class scores in outputs with shapes {shapes}")
-    enc, scr = boxes[0], 1 - boxes[0]
-    return RawLayout(enc, scr, shapes[enc][1], shapes[scr][2],
-                     _quant(outputs[enc]), _quant(outputs[scr]))
-
-
-def _quant(detail: dict[str, Any]) -> tuple[float, int]:
-    scale, zero_point = detail.get("quantization", (0.0, 0))
-    return float(scale), int(zero_point)
 
 
 def _dequantize(values: np.ndarray, quant: tuple[float, int]) -> np.ndarray:
@@ -162,8 +75,19 @@ class Postprocessor:
     _score_levels: np.ndarray | None = field(default=None, init=False, repr=False)
 
     def __call__(self, outputs: list[np.ndarray], geometry: Geometry) -> list[Detection]:
+        if isinstance(self.layout, OpLayout) and not self.layout.classes_known:
+            self._settle(outputs)
         found = self._from_op(outputs) if isinstance(self.layout, OpLayout) else self._from_raw(outputs)
         return self._filter(found, geometry)
+
+    def _settle(self, outputs: list[np.ndarray]) -> None:
+        """Keep trying to tell classes from scores by value until a frame decides (then it stays decided)."""
+        try:
+            settled = settle_classes(self.layout, outputs, len(self.labels))
+        except LayoutError:
+            settled = None
+        if settled is not None:
+            self.layout = settled
 
     def _from_op(self, outputs: list[np.ndarray]) -> Candidates:
         lay = self.layout
@@ -217,10 +141,10 @@ class Postprocessor:
         ok = (classes >= 0) & (classes < len(self.labels))
         if f.allowed is not None:
             ok[ok] = f.allowed[classes[ok]]
-        if f.min_area > 0:
-            scale = geometry.content_width * geometry.content_height
-            ok &= np.maximum(boxes[:, 2] - boxes[:, 0], 0) * np.maximum(boxes[:, 3] - boxes[:, 1], 0) \
-                >= f.min_area * scale
+        if f.min_area > 0:  # the area inside the picture: an overshoot is not part of the object
+            frame = np.array([geometry.content_height, geometry.content_width] * 2, dtype=np.float32)
+            visible = areas(np.clip(boxes, 0.0, frame))
+            ok &= visible >= f.min_area * geometry.content_width * geometry.content_height
         if not ok.all():
             boxes, scores, classes = boxes[ok], scores[ok], classes[ok]
             rank = rank[ok] if rank is not None else None
@@ -233,6 +157,7 @@ class Postprocessor:
         kept_boxes = boxes[keep][:, [1, 0, 3, 2]].astype(np.float64)
         if (geometry.content_width, geometry.content_height) != (1.0, 1.0):
             kept_boxes /= np.array([geometry.content_width, geometry.content_height] * 2)
+        np.clip(kept_boxes, 0.0, 1.0, out=kept_boxes)  # models overshoot the frame; every output stays in it
         return [Detection(label=self.labels[c], class_id=c, score=float(s),
                           box=Box(*(round(v, 5) for v in b)))
                 for c, s, b in zip(classes[keep].tolist(), scores[keep].tolist(), kept_boxes.tolist())]
