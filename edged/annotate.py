@@ -1,14 +1,16 @@
-"""Draw detections onto a picture: `edged detect --annotate` files and MQTT snapshots.
+"""Draw results onto a picture: detections (`edged detect --annotate`, MQTT snapshots) and segmentations.
 
 Boxes get a colour per class and a filled label tab ("cat 72%") sized to the
 picture, so the result is readable both as a 512-px test photo and as a 1080p
-camera snapshot on a phone.
+camera snapshot on a phone. A segmentation is a translucent overlay in the
+PASCAL VOC palette (the colours DeepLab's results are usually shown in) over
+everything but the background, with a legend of the classes present.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -59,3 +61,47 @@ def to_jpeg(image: np.ndarray | Image.Image, detections: Iterable[Detection], qu
     buffer = io.BytesIO()
     annotate(image, detections).save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
+
+
+def voc_palette(count: int = 256) -> np.ndarray:
+    """The PASCAL VOC colour map, [count, 3] uint8: a class id's bits spread over the high bits of R, G, B."""
+    ids = np.arange(count)
+    colours = np.zeros((count, 3), dtype=np.int64)
+    for bit in range(8):
+        for channel in range(3):
+            colours[:, channel] |= ((ids >> (3 * bit + channel)) & 1) << (7 - bit)
+    return colours.astype(np.uint8)
+
+
+def overlay_segments(image: np.ndarray | Image.Image, ids: np.ndarray, labels: Sequence[str], *,
+                     opacity: float = 0.55, background: int = 0) -> Image.Image:
+    """A copy of the picture with each non-background class tinted in its VOC colour, plus a legend.
+
+    `ids` is the class map at the picture's size (segmentation.to_picture).
+    """
+    picture = (Image.fromarray(image) if isinstance(image, np.ndarray) else image).convert("RGB")
+    pixels = np.asarray(picture, dtype=np.float32)
+    if ids.shape != pixels.shape[:2]:
+        raise ValueError(f"class map {ids.shape} does not match the picture {pixels.shape[:2]}")
+    palette = voc_palette(max(256, int(ids.max()) + 1)).astype(np.float32)
+    tinted = ids != background
+    pixels[tinted] = (1.0 - opacity) * pixels[tinted] + opacity * palette[ids[tinted]]
+    result = Image.fromarray(pixels.round().astype(np.uint8))
+    present = [int(i) for i in np.unique(ids[tinted])]
+    _legend(result, [(labels[i] if i < len(labels) else f"class {i}", tuple(palette[i].astype(int)))
+                     for i in present])
+    return result
+
+
+def _legend(picture: Image.Image, entries: list[tuple[str, tuple[int, ...]]]) -> None:
+    """Label tabs in the classes' colours down the top-left corner."""
+    draw = ImageDraw.Draw(picture)
+    width, height = picture.size
+    pad = max(2, round(min(width, height) / 200))
+    font = _font(max(12, round(min(width, height) / 32)))
+    y = pad
+    for text, colour in entries:
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        draw.rectangle((pad, y, pad + right - left + 2 * pad, y + bottom - top + 2 * pad), fill=colour)
+        draw.text((2 * pad - left, y + pad - top), text, fill=_text_color(colour), font=font)
+        y += bottom - top + 3 * pad

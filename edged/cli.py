@@ -18,6 +18,8 @@ from edged.errors import EX_SOFTWARE, EdgedError
 COMMANDS: dict[str, str] = {
     "run": "run the daemon: capture, detect, publish over MQTT",
     "detect": "detect objects in image files and print or annotate them",
+    "classify": "name what image files show with a classifier (ImageNet, birds, ...)",
+    "segment": "measure how much of each image every class covers (DeepLab), or overlay it",
     "bench": "measure invoke and full-pipeline speed on this machine",
     "watch": "subscribe to a device's topics and show what it publishes",
     "models": "list, fetch and verify models and sample photos",

@@ -55,7 +55,7 @@ def _settings(args: argparse.Namespace):
         raise EdgedError(f"invalid option: {exc}", exit_code=EX_USAGE) from None
 
 
-def _annotation_targets(images: list[str], out: str | None) -> list[Path | None]:
+def annotation_targets(images: list[str], out: str | None) -> list[Path | None]:
     """Where each annotated image goes: OUT itself for one image (unless a directory), else OUT/<stem>.jpg."""
     if out is None:
         return [None] * len(images)
@@ -114,7 +114,7 @@ def main(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     args.images = args.images or _sample_photos()
-    targets = _annotation_targets(args.images, args.annotate)
+    targets = annotation_targets(args.images, args.annotate)
     if args.annotate and len(args.images) > 1:
         Path(args.annotate).mkdir(parents=True, exist_ok=True)
     first_error = 0
