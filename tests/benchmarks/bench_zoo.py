@@ -1,0 +1,118 @@
+"""Benchmark: classify, segment and per-crop classification cost, against the SSD detector's invoke().
+
+Run: `python tests/benchmarks/bench_zoo.py [--runs N] [--mirror DIR ...]`. Not collected by pytest.
+Real models (shared/models and its zoo/ folder) on real photos, CPU backend,
+one thread, normal priority. Times are medians in this process, printed as a
+ratio against the SSD detector's bare invoke() measured in the same run,
+with the machine's load average beside them: absolute numbers only mean
+something relative to the hardware and what else it was doing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = REPO.parent / "shared"
+sys.path.insert(0, str(REPO))
+
+from edged.detect import fetch  # noqa: E402
+from edged.detect.classifier import Classifier, crop  # noqa: E402
+from edged.detect.detector import Detector  # noqa: E402
+from edged.detect.segmentation import class_shares, to_picture, zone_mask, zone_shares  # noqa: E402
+from edged.detect.segmenter import Segmenter  # noqa: E402
+from edged.detect.settings import DEFAULT_MODEL, DetectorSettings, ModelSettings  # noqa: E402
+
+CLASSIFIER, SEGMENTER = "mobilenet_v2_1.0_224_quant", "deeplabv3_mnv2_pascal_quant"
+ZONES = {"left": [(0.0, 0.0), (0.5, 0.0), (0.5, 1.0), (0.0, 1.0)],
+         "lawn": [(0.0, 0.6), (1.0, 0.5), (1.0, 1.0), (0.0, 1.0)],
+         "gate": [(0.6, 0.1), (0.9, 0.1), (0.9, 0.7), (0.6, 0.7)],
+         "path": [(0.1, 0.0), (0.3, 0.0), (0.9, 1.0), (0.7, 1.0)]}
+
+
+def timed(action, runs: int) -> tuple[float, float]:
+    """(median, 90th percentile) in ms after a few warm-up calls."""
+    for _ in range(3):
+        action()
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter_ns()
+        action()
+        samples.append((time.perf_counter_ns() - start) / 1e6)
+    samples.sort()
+    return statistics.median(samples), samples[int(0.9 * (len(samples) - 1))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--mirror", action="append",
+                        help="model/photo mirrors (default: ../shared/models and ../shared/images)")
+    args = parser.parse_args()
+    mirrors = args.mirror or [str(SHARED / "models"), str(SHARED / "images")]
+    data = Path(tempfile.mkdtemp(prefix="edged-bench-"))
+    with open(os.devnull, "w") as quiet:
+        for _, entry, directory in fetch.plan([DEFAULT_MODEL, CLASSIFIER, SEGMENTER, "samples"], ["cpu"],
+                                              models_dir=data / "models", samples_dir=data / "samples"):
+            fetch.fetch_file(entry, directory, mirrors, offline=True, progress_stream=quiet)
+    pets = np.asarray(Image.open(data / "samples" / "pets.jpg").convert("RGB"))
+    load_start = os.getloadavg()[0]
+    rows: list[tuple[str, float, float]] = []
+    cpu = {"backend": "cpu", "threads": 1}
+    with Detector.open(DetectorSettings(**cpu), models_dir=data / "models") as detector:
+        tensor, geometry = detector.prepare(pets)
+        baseline, _ = timed(lambda: detector.invoke(tensor), args.runs)
+        dogs = [d for d in detector.detect(pets).detections if d.label == "dog"]
+        backend = detector.backend_name
+    with Classifier.open(ModelSettings(model=CLASSIFIER, **cpu), models_dir=data / "models") as classifier:
+        tensor, _ = classifier.prepare(pets)
+        outputs = classifier.invoke(tensor)
+        rows.append(("classify: prepare (512x430 -> 224x224)",
+                     *timed(lambda: classifier.prepare(pets), args.runs)))
+        rows.append(("classify: invoke", *timed(lambda: classifier.invoke(tensor), args.runs)))
+        rows.append(("classify: postprocess (top 5 of 1001)",
+                     *timed(lambda: classifier.postprocess(outputs, top=5), args.runs * 10)))
+        rows.append((f"per crop: crop+prepare+invoke+top-1 ({len(dogs)} dogs)",
+                     *timed(lambda: [classifier.classify(crop(pets, d.box, margin=0.1), top=1) for d in dogs],
+                            args.runs)))
+        per_crop = rows[-1][1] / max(1, len(dogs)), rows[-1][2] / max(1, len(dogs))
+        rows[-1] = (rows[-1][0].replace("per crop", "crops"), rows[-1][1], rows[-1][2])
+        rows.append(("  ... per crop", *per_crop))
+    with Segmenter.open(ModelSettings(model=SEGMENTER, **cpu), models_dir=data / "models") as segmenter:
+        tensor, geometry = segmenter.prepare(pets)
+        outputs = segmenter.invoke(tensor)
+        height, width = pets.shape[:2]
+        ids = to_picture(segmenter.postprocess(outputs), width, height, geometry)
+        masks = {name: zone_mask(polygon, width, height) for name, polygon in ZONES.items()}
+        rows.append(("segment: prepare (512x430 -> 513x513)",
+                     *timed(lambda: segmenter.prepare(pets), args.runs)))
+        rows.append(("segment: invoke", *timed(lambda: segmenter.invoke(tensor), args.runs)))
+        rows.append(("segment: class map -> picture size", *timed(
+            lambda: to_picture(segmenter.postprocess(outputs), width, height, geometry), args.runs)))
+        rows.append(("segment: per-class shares",
+                     *timed(lambda: class_shares(ids, segmenter.labels), args.runs)))
+        rows.append((f"segment: {len(ZONES)} zone masks (once per camera)", *timed(
+            lambda: [zone_mask(polygon, width, height) for polygon in ZONES.values()], args.runs)))
+        rows.append((f"segment: {len(ZONES)} zones' shares", *timed(
+            lambda: zone_shares(ids, masks, segmenter.labels), args.runs)))
+    load_end = os.getloadavg()[0]
+    print(f"backend {backend}; {os.cpu_count()} CPUs; load average {load_start:.2f} -> {load_end:.2f}; "
+          f"{args.runs} runs; pid priority {os.getpriority(os.PRIO_PROCESS, 0)}")
+    print(f"baseline: SSD detector ({DEFAULT_MODEL}, 300x300) invoke() median {baseline:.2f} ms")
+    print(f"{'step':<52} {'median ms':>10} {'p90 ms':>8} {'vs SSD invoke':>14}")
+    for name, median, p90 in rows:
+        print(f"{name:<52} {median:>10.3f} {p90:>8.3f} {median / baseline:>13.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
