@@ -29,3 +29,8 @@ def models_dir() -> Path:
 def samples_dir() -> Path:
     """Fetched sample photos: the embedded default source of `edged run`."""
     return data_dir() / "samples"
+
+
+def dataset_dir() -> Path:
+    """Recorded frames (`[record]`), unless `[record] directory` says otherwise."""
+    return data_dir() / "dataset"
