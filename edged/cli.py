@@ -23,6 +23,8 @@ COMMANDS: dict[str, str] = {
     "bench": "measure invoke and full-pipeline speed on this machine",
     "watch": "subscribe to a device's topics and show what it publishes",
     "models": "list, fetch and verify models and sample photos",
+    "dataset": "recorded frames: stats, export to COCO / VOC / YOLO, import corrected labels",
+    "evaluate": "score models on labelled pictures (COCO mAP) with their speed and size, side by side",
     "config": "check a configuration file",
     "doctor": "check what a Pi running edged needs: runtime, Edge TPU, camera, models, broker, clock",
 }

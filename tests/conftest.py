@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.broker",
     "tests.fixtures.netns",
     "tests.fixtures.nspawn",
+    "tests.fixtures.dataset",
 ]

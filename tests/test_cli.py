@@ -5,7 +5,8 @@ import sys
 
 from edged.cli import COMMANDS
 
-HEAVY = ["ai_edge_litert", "tflite_runtime", "tensorflow", "paho", "picamera2", "cv2", "systemd", "pycoral"]
+HEAVY = ["ai_edge_litert", "tflite_runtime", "tensorflow", "paho", "picamera2", "cv2", "systemd", "pycoral",
+         "pycocotools"]
 
 
 def test_import_and_help_load_no_optional_library():
