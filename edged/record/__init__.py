@@ -1,1 +1,1 @@
-"""Recording: keep frames with the model's detections as a dataset, by policy, off the hot path, under a quota."""
+"""Recording: frames with the model's detections kept as a dataset, by policy, off the hot path."""

@@ -54,7 +54,8 @@ class DiskQuota:
         found.sort()
         self._frames.clear()
         for _, sidecar, image in found:
-            self._frames[self.key(image)] = StoredFrameFiles(image, sidecar, self._on_disk(image) + self._on_disk(sidecar))
+            size = self._on_disk(image) + self._on_disk(sidecar)
+            self._frames[self.key(image)] = StoredFrameFiles(image, sidecar, size)
         self.used = sum(self._on_disk(p) for p in self.root.rglob("*") if p.is_file())
         return swept
 
@@ -71,7 +72,7 @@ class DiskQuota:
         return int(min(self.quota_bytes, share))
 
     def make_room(self, needed: int) -> list[str] | None:
-        """Delete the oldest frames until `needed` more bytes fit; the deleted keys, or None if it never fits."""
+        """Delete the oldest frames until `needed` more bytes fit: the deleted keys (None: it cannot fit)."""
         limit = self.limit()
         if needed > limit:
             return None

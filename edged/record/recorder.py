@@ -58,7 +58,7 @@ class RecordStats(msgspec.Struct, kw_only=True):
     saved: int = 0  # frames written
     dropped_busy: int = 0  # kept but the queue was full: the writer fell behind
     dropped_too_big: int = 0  # a frame larger than the whole quota
-    dropped_stopped: int = 0  # offered after recording stopped
+    dropped_stopped: int = 0  # kept after recording stopped
     rotated: int = 0  # old frames deleted to stay under the quota
     superseded: int = 0  # best-so-far frames replaced by a better one of the same tracks
     write_errors: int = 0
@@ -122,7 +122,7 @@ class Recorder:
 
     def offer(self, frame: Frame, detections: Sequence[Detection], tracks: Sequence[TrackUpdate] | None = None
               ) -> None:
-        """Keep the frame if a policy wants it; returns at once (the picture must not be changed afterwards)."""
+        """Keep the frame if a policy wants it; returns at once (the picture must not change afterwards)."""
         policy = self._policy(frame.source)
         if policy is None:
             return
@@ -150,7 +150,8 @@ class Recorder:
         with self._lock:
             snapshot = msgspec.structs.replace(self._stats)
         snapshot.frames_on_disk, snapshot.bytes_used = self._quota.frames, self._quota.used
-        snapshot.write_ms_mean = round(1000.0 * self._write_seconds / snapshot.saved, 3) if snapshot.saved else 0.0
+        if snapshot.saved:
+            snapshot.write_ms_mean = round(1000.0 * self._write_seconds / snapshot.saved, 3)
         return snapshot
 
     def close(self, timeout: float = 10.0) -> None:
@@ -175,6 +176,7 @@ class Recorder:
             self._stop(exc)
         while (job := self._queue.get()) is not None:
             if self._stopped.is_set():
+                self._count("dropped_stopped")  # queued before the disk refused
                 continue
             started = time.perf_counter()
             try:
@@ -190,13 +192,14 @@ class Recorder:
         clash = {i: (existing[i], name) for i, name in self._labels.items() if existing.get(i, name) != name}
         if clash:
             class_id, (old, new) = next(iter(clash.items()))
-            raise ValueError(f"{self.root} holds frames of another label map (class {class_id} is {old!r} there, "
-                             f"{new!r} for {self.model}): record into another directory")
+            raise ValueError(f"{self.root} holds frames of another label map (class {class_id} is {old!r} "
+                             f"there, {new!r} for {self.model}): record into another directory")
         if {**existing, **self._labels} != existing:
             write_label_map(self.root, {**existing, **self._labels})
         swept = self._quota.scan()
         if swept:
-            log.info("recording: removed %d incomplete file(s) an interrupted write left in %s", swept, self.root)
+            log.info("recording: removed %d incomplete file(s) an interrupted write left in %s", swept,
+                     self.root)
         with self._lock:
             self._stats.limit_bytes = self._quota.limit()
 
@@ -204,7 +207,8 @@ class Recorder:
         if isinstance(exc, OSError):
             reason = f"{exc.strerror or exc} ({exc.filename or self.root})"
         else:  # a refused directory (ValueError) says itself what is wrong; anything else is a bug
-            reason = str(exc) if isinstance(exc, ValueError) else f"internal error: {type(exc).__name__}: {exc}"
+            reason = str(exc) if isinstance(exc, ValueError) else \
+                f"internal error: {type(exc).__name__}: {exc}"
         with self._lock:
             self._stats.write_errors += 1
             self._stats.stopped = reason

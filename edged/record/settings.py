@@ -1,4 +1,4 @@
-"""RecordSettings: the `[record]` table — which frames are kept as a dataset, where, and how much disk it may take.
+"""RecordSettings: the `[record]` table — which frames become a dataset, where, and how much disk it may take.
 
 A camera can override the what-and-when part in its own table
 (`[cameras.record]`, RecordOverride): unset keys there inherit `[record]`.
@@ -46,7 +46,8 @@ class RecordSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         "Interval", "With the `interval` policy: keep one frame every this many seconds per camera.")] = 60.0
     labels: Annotated[list[str], documented(
         "Labels", "Only detections of these labels make `uncertain` and `new_object` keep a frame; empty: "
-        "all. A kept frame still carries every detection (a missing box would teach a model to miss it).")] = []
+        "all. A kept frame still carries every detection (a missing box would teach a model to miss it).")] \
+        = []
     jpeg_quality: Annotated[Quality, documented(
         "JPEG quality", "Quality of the stored pictures (1-95).")] = 90
     quota_mb: Annotated[float, documented(
@@ -67,16 +68,19 @@ class RecordSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class RecordOverride(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """One camera's `[cameras.record]`: what it changes of `[record]` (unset keys inherit)."""
 
-    enabled: Annotated[bool | None, documented("Record", "Record this camera; default: `[record] enabled`.")] = None
+    enabled: Annotated[bool | None, documented(
+        "Record", "Record this camera; default: `[record] enabled`.")] = None
     policies: Annotated[list[Policy] | None, documented("Policies", "Default: `[record] policies`.")] = None
     uncertain_min: Annotated[Fraction | None, documented("Uncertain from", "Default: `[record]`'s.")] = None
     uncertain_max: Annotated[Fraction | None, documented("Uncertain below", "Default: `[record]`'s.")] = None
-    uncertain_gap_seconds: Annotated[Seconds | None, documented("Uncertain gap", "Default: `[record]`'s.")] = None
+    uncertain_gap_seconds: Annotated[Seconds | None, documented(
+        "Uncertain gap", "Default: `[record]`'s.")] = None
     interval_seconds: Annotated[Seconds | None, documented("Interval", "Default: `[record]`'s.")] = None
     labels: Annotated[list[str] | None, documented("Labels", "Default: `[record] labels`.")] = None
     jpeg_quality: Annotated[Quality | None, documented("JPEG quality", "Default: `[record]`'s.")] = None
 
     def apply(self, base: RecordSettings) -> RecordSettings:
-        """`base` with this camera's keys in place; ValueError (with the key) if the result is inconsistent."""
-        changes = {name: value for name in self.__struct_fields__ if (value := getattr(self, name)) is not None}
+        """`base` with this camera's keys in place; ValidationError naming the key if they contradict."""
+        changes = {name: value for name in self.__struct_fields__
+                   if (value := getattr(self, name)) is not None}
         return msgspec.convert({**msgspec.to_builtins(base), **changes}, RecordSettings)
