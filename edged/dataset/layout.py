@@ -15,7 +15,6 @@ power cut can leave behind (temporary files, a JPEG without its sidecar).
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import msgspec
 
+from edged.dataset.atomic import TEMP_SUFFIX, sync_directory, write_atomic
 from edged.errors import DataError, NoInputError
 from edged.types import Box, Detection
 
@@ -30,7 +30,6 @@ FORMAT_VERSION = 1
 LABELS_FILE = "labels.json"
 IMAGE_SUFFIX = ".jpg"
 SIDECAR_SUFFIX = ".json"
-TEMP_SUFFIX = ".tmp"
 FRAME_NAME = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-\d+(-\d+)?$")  # time-seq, -n when two frames collide
 SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -123,29 +122,6 @@ def safe_name(text: str) -> str:
 
 # ---- writing -----------------------------------------------------------------------------------------
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that a crash leaves either the old state or the whole file, never a part."""
-    temporary = path.with_name(f".{path.name}{TEMP_SUFFIX}")
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
-def sync_directory(directory: Path) -> None:
-    """Make renames in `directory` durable (the rename itself lives in the directory's data)."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 _encoder = msgspec.json.Encoder()
 
 
@@ -165,6 +141,15 @@ def write_frame(root: Path, record: FrameRecord, name: str, jpeg: bytes | None) 
     return StoredFrame(record.camera, name, image_path, sidecar_path, record)
 
 
+def unused_name(directory: Path, name: str) -> str:
+    """`name`, or `name-2`, `name-3`… when two frames share capture time and sequence number."""
+    candidate, n = name, 1
+    while (directory / (candidate + SIDECAR_SUFFIX)).exists():
+        n += 1
+        candidate = f"{name}-{n}"
+    return candidate
+
+
 def remove_frame(image_path: Path, sidecar_path: Path) -> None:
     """Sidecar first: a crash in between leaves a JPEG without sidecar, which is not a frame (swept later)."""
     sidecar_path.unlink(missing_ok=True)
@@ -174,6 +159,18 @@ def remove_frame(image_path: Path, sidecar_path: Path) -> None:
 def write_label_map(root: Path, labels: dict[int, str]) -> None:
     root.mkdir(parents=True, exist_ok=True)
     write_atomic(root / LABELS_FILE, msgspec.json.format(_encoder.encode(LabelMap(labels=labels))) + b"\n")
+
+
+def extend_label_map(root: Path, labels: dict[int, str], model: str) -> None:
+    """Add a model's labels to the dataset's map; ValueError when an id already means another label."""
+    root.mkdir(parents=True, exist_ok=True)
+    existing = read_label_map(root)
+    for class_id, name in labels.items():
+        if existing.get(class_id, name) != name:
+            raise ValueError(f"{root} holds frames of another label map (class {class_id} is "
+                             f"{existing[class_id]!r} there, {name!r} for {model}): record elsewhere")
+    if {**existing, **labels} != existing:
+        write_label_map(root, {**existing, **labels})
 
 
 # ---- reading -----------------------------------------------------------------------------------------

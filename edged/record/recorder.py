@@ -20,7 +20,6 @@ import os
 import queue
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,39 +33,23 @@ from edged.dataset.layout import (
     SIDECAR_SUFFIX,
     Annotation,
     FrameRecord,
+    extend_label_map,
     frame_name,
     iso_utc,
-    read_label_map,
     remove_frame,
+    unused_name,
     write_frame,
-    write_label_map,
 )
+from edged.record.best import BestFrames
 from edged.record.policy import CameraPolicy, Decision, TrackUpdate
 from edged.record.quota import DiskQuota
 from edged.record.settings import RecordOverride, RecordSettings
+from edged.record.stats import RecordStats
 from edged.types import Detection, Frame
 
 log = logging.getLogger(__name__)
 
-REMEMBERED_TRACKS = 4096  # best-frame pointers kept for superseding; older tracks just keep their files
 UNUSED_LABELS = frozenset({"", "n/a", "???"})
-
-
-class RecordStats(msgspec.Struct, kw_only=True):
-    offered: int = 0  # frames offered while recording
-    queued: int = 0  # frames a policy kept and the queue took
-    saved: int = 0  # frames written
-    dropped_busy: int = 0  # kept but the queue was full: the writer fell behind
-    dropped_too_big: int = 0  # a frame larger than the whole quota
-    dropped_stopped: int = 0  # kept after recording stopped
-    rotated: int = 0  # old frames deleted to stay under the quota
-    superseded: int = 0  # best-so-far frames replaced by a better one of the same tracks
-    write_errors: int = 0
-    stopped: str | None = None  # why recording stopped (None: it runs)
-    frames_on_disk: int = 0
-    bytes_used: int = 0
-    limit_bytes: int = 0
-    write_ms_mean: float = 0.0  # encode + quota + atomic write, per saved frame
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +78,7 @@ class Recorder:
         self._stopped = threading.Event()
         self._queue: queue.Queue[_Job | None] = queue.Queue(settings.queue_size)
         self._quota = DiskQuota(self.root, int(settings.quota_mb * 1e6), settings.quota_percent)
-        self._best: OrderedDict[tuple[str, str], str] = OrderedDict()  # (camera, track) → frame key
-        self._replaceable: dict[str, set[str]] = {}  # frame key → tracks it is (only) the best frame of
+        self._best = BestFrames()
         self._write_seconds = 0.0
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
         self._thread.start()
@@ -187,15 +169,7 @@ class Recorder:
             self._write_seconds += time.perf_counter() - started
 
     def _start_directory(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        existing = read_label_map(self.root)
-        clash = {i: (existing[i], name) for i, name in self._labels.items() if existing.get(i, name) != name}
-        if clash:
-            class_id, (old, new) = next(iter(clash.items()))
-            raise ValueError(f"{self.root} holds frames of another label map (class {class_id} is {old!r} "
-                             f"there, {new!r} for {self.model}): record into another directory")
-        if {**existing, **self._labels} != existing:
-            write_label_map(self.root, {**existing, **self._labels})
+        extend_label_map(self.root, self._labels, self.model)
         swept = self._quota.scan()
         if swept:
             log.info("recording: removed %d incomplete file(s) an interrupted write left in %s", swept,
@@ -221,13 +195,8 @@ class Recorder:
         buffer = io.BytesIO()
         Image.fromarray(job.picture).save(buffer, format="JPEG", quality=job.quality)
         jpeg = buffer.getvalue()
-        name = frame_name(job.captured_at, job.seq)
         directory = self.root / job.camera
-        if (directory / (name + SIDECAR_SUFFIX)).exists():
-            n = 2
-            while (directory / f"{name}-{n}{SIDECAR_SUFFIX}").exists():
-                n += 1
-            name = f"{name}-{n}"
+        name = unused_name(directory, frame_name(job.captured_at, job.seq))
         height, width = job.picture.shape[:2]
         record = FrameRecord(image=name + ".jpg", width=width, height=height, camera=job.camera,
                              captured_at=iso_utc(job.captured_at), model=self.model,
@@ -241,7 +210,7 @@ class Recorder:
             self._count("dropped_too_big")
             return
         for key in deleted:
-            self._replaceable.pop(key, None)
+            self._best.forget(key)
         if deleted:
             with self._lock:
                 self._stats.rotated += len(deleted)
@@ -258,26 +227,9 @@ class Recorder:
         self._supersede(job, stored.key)
 
     def _supersede(self, job: _Job, key: str) -> None:
-        decision = job.decision
-        if decision.reasons == ("new_object",) and not decision.first_of and decision.best_of:
-            self._replaceable[key] = set(decision.best_of)
-        for track in decision.best_of:
-            previous = self._best.pop((job.camera, track), None)
-            self._best[(job.camera, track)] = key
-            holders = self._replaceable.get(previous) if previous else None
-            if holders is not None:
-                holders.discard(track)
-                if not holders:
-                    del self._replaceable[previous]
-                    if self._quota.remove(previous):
-                        self._count("superseded")
-        while len(self._best) > REMEMBERED_TRACKS:
-            (_, track), old = self._best.popitem(last=False)
-            holders = self._replaceable.get(old)
-            if holders is not None:
-                holders.discard(track)
-                if not holders:
-                    del self._replaceable[old]
+        for redundant in self._best.saved(job.camera, key, job.decision):
+            if self._quota.remove(redundant):
+                self._count("superseded")
 
 
 def _picture(frame: Frame) -> np.ndarray | None:
