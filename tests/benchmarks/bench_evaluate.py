@@ -1,4 +1,4 @@
-"""Benchmark: `edged evaluate` throughput — pictures scored per second, against the model's bare invoke() rate.
+"""Benchmark: `edged evaluate` throughput — pictures scored per second, against bare invoke()'s rate.
 
 Run: `python tests/benchmarks/bench_evaluate.py [--mirror DIR] [--passes N]`. Not collected by pytest.
 The labelled set is tests/data/samples_ground_truth.json repeated N times (the
@@ -48,7 +48,8 @@ def repeated(truth: CocoFile, samples: Path, passes: int) -> LabelledSet:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mirror", action="append", help="model/photo mirror (default: ../shared beside the repo)")
+    parser.add_argument("--mirror", action="append",
+                        help="model/photo mirror (default: ../shared beside the repo)")
     parser.add_argument("--passes", type=int, default=20, help="times over the five photos (default: 20)")
     args = parser.parse_args()
     shared = REPO.parent / "shared"

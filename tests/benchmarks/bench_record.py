@@ -48,11 +48,11 @@ def frame(image: np.ndarray, seq: int) -> Frame:
                  captured_at=1.7e9 + seq, image=image)
 
 
-def writer_ms(image: np.ndarray, detections: list[Detection], labels: list[str], frames: int, directory: Path
-              ) -> tuple[float, float]:
-    """(writer ms per saved frame, caller µs per kept offer) for `frames` frames kept by the interval policy."""
-    recorder = Recorder(RecordSettings(enabled=True, policies=["interval"], interval_seconds=0, queue_size=64),
-                        model="bench", labels=labels, directory=directory)
+def writer_ms(image: np.ndarray, detections: list[Detection], labels: list[str], frames: int,
+              directory: Path) -> tuple[float, float]:
+    """(writer ms per saved frame, caller µs per kept offer) for `frames` frames the interval policy keeps."""
+    settings = RecordSettings(enabled=True, policies=["interval"], interval_seconds=0, queue_size=64)
+    recorder = Recorder(settings, model="bench", labels=labels, directory=directory)
     offers = []
     for seq in range(1, frames + 1):
         start = time.perf_counter_ns()
@@ -68,7 +68,8 @@ def writer_ms(image: np.ndarray, detections: list[Detection], labels: list[str],
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mirror", action="append", help="model/photo mirror (default: ../shared beside the repo)")
+    parser.add_argument("--mirror", action="append",
+                        help="model/photo mirror (default: ../shared beside the repo)")
     parser.add_argument("--frames", type=int, default=60, help="frames saved per picture size (default: 60)")
     args = parser.parse_args()
     shared = REPO.parent / "shared"
@@ -79,7 +80,8 @@ def main() -> int:
         fetch.fetch_file(entry, directory, mirrors, offline=True, progress_stream=open(os.devnull, "w"))
     photo = np.asarray(Image.open(data / "samples" / "grace_hopper.bmp").convert("RGB"))
     load_before = os.getloadavg()[0]
-    with Detector.open(DetectorSettings(threshold=0.3), backend="cpu", models_dir=data / "models") as detector:
+    settings = DetectorSettings(threshold=0.3)
+    with Detector.open(settings, backend="cpu", models_dir=data / "models") as detector:
         tensor, _ = detector.prepare(photo)
         invoke_us = median_us(lambda: detector.invoke(tensor), 100)
         detections = detector.detect(photo).detections
