@@ -36,6 +36,7 @@ class ModelScore(msgspec.Struct, kw_only=True):
     map50: float
     map: float
     per_class: dict[str, float]  # label → AP@0.5, for labels with at least one labelled object
+    # (scores are pycocotools' own, rounded to 6 decimals)
     invoke_ms: float  # median of at least MIN_TIMED_INVOKES invokes, after a warm-up
     fps: float  # 1000 / invoke_ms: the model alone on this backend
     size_bytes: int
@@ -156,7 +157,8 @@ def evaluate_model(detector: Any, labelled: LabelledSet, load_image: Any) -> Mod
     invoke_ms = statistics.median(timings)
     known = {normalize(label) for label in categories}
     missing = [name for name in labelled.labelled_names if normalize(name) not in known]
-    return ModelScore(model=detector.model_name, map50=map50, map=map_all, per_class=per_class,
+    return ModelScore(model=detector.model_name, map50=round(map50, 6), map=round(map_all, 6),
+                      per_class={label: round(ap, 6) for label, ap in sorted(per_class.items())},
                       invoke_ms=round(invoke_ms, 3),
                       fps=round(1000.0 / invoke_ms, 1), size_bytes=detector.backend.model_path.stat().st_size,
                       backend=detector.backend_name, labels_not_in_model=missing)
