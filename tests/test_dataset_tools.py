@@ -220,7 +220,8 @@ def test_import_of_a_voc_set_adds_frames_with_pixel_boxes(recorded_dataset: Path
 def test_bad_input_gets_one_line_and_its_exit_code(recorded_dataset: Path, tmp_path: Path):
     cases = [
         (["dataset", "stats", tmp_path / "nothing"], 66),
-        (["dataset", "export", recorded_dataset, "--format", "coco", recorded_dataset], 2),  # OUT not empty
+        (["dataset", "export", recorded_dataset, "--format", "coco", tmp_path], 2),  # OUT not empty
+        (["dataset", "export", recorded_dataset, "--format", "coco", recorded_dataset / "out"], 2),  # inside
         (["dataset", "export", recorded_dataset, "--format", "coco", tmp_path / "o1", "--split", "80"], 2),
         (["dataset", "import", tmp_path / "missing.json", tmp_path / "d1"], 66),
     ]

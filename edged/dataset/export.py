@@ -79,7 +79,9 @@ def _place(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def _prepare_out(out: Path) -> None:
+def _prepare_out(out: Path, root: Path) -> None:
+    if out.resolve().is_relative_to(root.resolve()):
+        raise EdgedError(f"{out} is inside the dataset {root}: export next to it", exit_code=EX_USAGE)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise EdgedError(f"{out} exists and is not an empty directory: export into a new one",
                          exit_code=EX_USAGE)
@@ -97,7 +99,7 @@ def export(root: Path, out: Path, fmt: Format, *, min_score: float | None = None
         result.dropped_weak += len(frame.record.detections) - len(kept)
         labels.update({a.class_id: a.label for a in kept if a.class_id not in labels})
         selected.append((frame, kept))
-    _prepare_out(out)
+    _prepare_out(out, root)
     splits = split_frames(selected, train_fraction, seed)
     writer = {"coco": _write_coco, "voc": _write_voc, "yolo": _write_yolo}[fmt]
     writer(out, splits, labels, split=train_fraction is not None)

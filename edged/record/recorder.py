@@ -37,6 +37,7 @@ from edged.dataset.layout import (
     frame_name,
     iso_utc,
     remove_frame,
+    safe_name,
     unused_name,
     write_frame,
 )
@@ -118,7 +119,7 @@ class Recorder:
         picture = _picture(frame)
         if picture is None:
             return
-        job = _Job(frame.source, frame.seq, frame.captured_at, picture, tuple(detections),
+        job = _Job(safe_name(frame.source), frame.seq, frame.captured_at, picture, tuple(detections),
                    {t.detection: t.track_id for t in tracks or ()}, decision, policy.settings.jpeg_quality)
         try:
             self._queue.put_nowait(job)
