@@ -18,7 +18,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     stats = actions.add_parser("stats", help="frames, objects per label, score histogram, disk use",
                                description="Summarize a dataset directory.")
-    stats.add_argument("directory", type=Path, metavar="DIR")
+    stats.add_argument("directory", type=Path, metavar="DIR", help="a dataset directory")
     stats.add_argument("--json", action="store_true", help="print one JSON object")
 
     export = actions.add_parser(
@@ -26,9 +26,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         description="Export a dataset directory for a training tool: COCO JSON (MediaPipe Model Maker, "
         "pycocotools), Pascal VOC XML (TF Object Detection API, TF Model Maker) or YOLO txt + data.yaml "
         "(Ultralytics). OUT must be new or empty.")
-    export.add_argument("directory", type=Path, metavar="DIR")
-    export.add_argument("--format", required=True, choices=["coco", "voc", "yolo"])
-    export.add_argument("out", type=Path, metavar="OUT")
+    export.add_argument("directory", type=Path, metavar="DIR", help="the dataset directory")
+    export.add_argument("--format", required=True, choices=["coco", "voc", "yolo"], help="what to write")
+    export.add_argument("out", type=Path, metavar="OUT", help="a new or empty directory, outside DIR")
     export.add_argument("--min-score", type=float, metavar="S",
                         help="leave out model labels scoring below S (a person's labels are always kept)")
     export.add_argument("--split", metavar="TRAIN/VAL",
@@ -40,8 +40,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         description="Import a COCO JSON file (or a COCO folder with labels.json) or a Pascal VOC directory "
         "into a dataset directory: frames that came from it get the corrected labels, other pictures are "
         "added.")
-    take.add_argument("source", type=Path, metavar="SOURCE")
-    take.add_argument("directory", type=Path, metavar="DIR")
+    take.add_argument("source", type=Path, metavar="SOURCE", help="COCO file or folder, or VOC directory")
+    take.add_argument("directory", type=Path, metavar="DIR", help="the dataset directory (created if new)")
     take.add_argument("--format", choices=["coco", "voc"], help="default: a file is COCO, a directory with "
                       "Annotations/ is VOC, one with labels.json is COCO")
     take.add_argument("--images", type=Path, metavar="IMAGES",
