@@ -80,9 +80,31 @@ class CameraStats(msgspec.Struct, kw_only=True):
     source_state: str = "running"
 
 
+LinkState = Literal["connecting", "connected", "no_broker", "rejected"]
+
+
+class MqttLink(msgspec.Struct, kw_only=True):
+    """The broker link as the publisher saw it when the stats were made (stats made while it was
+    down wait in the queue, so subscribers see the outage afterwards).
+
+    `state`: `connecting` (no attempt finished yet), `connected`, `no_broker` (no
+    broker could be reached: refused, unreachable, TLS failed) or `rejected` (a
+    broker was reached but refused the session or closed the connection before
+    its CONNACK). `closed_before_connack` counts the latter kind of silent
+    rejection, typical of an MQTT 3.1.1-only broker given an MQTT 5 CONNECT.
+    """
+
+    state: LinkState = "connecting"
+    broker: str = ""
+    last_error: str | None = None
+    connects: int = 0
+    failed_attempts: int = 0
+    closed_before_connack: int = 0
+
+
 class Stats(msgspec.Struct, kw_only=True):
-    """`…/stats`: the daemon fills the pipeline numbers; `Publisher.publish_stats` fills
-    `device`, `publish_dropped`, `published_at` and the temperatures it can read from /sys."""
+    """`…/stats`: the daemon fills the pipeline numbers; `Publisher.publish_stats` fills `device`,
+    `publish_dropped`, `mqtt`, `published_at` and the temperatures it can read from /sys."""
 
     v: Literal[1] = 1
     device: str = ""
@@ -95,6 +117,7 @@ class Stats(msgspec.Struct, kw_only=True):
     frames_processed: int = 0
     frames_dropped: int = 0
     publish_dropped: int = 0
+    mqtt: MqttLink = msgspec.field(default_factory=MqttLink)
     cameras: dict[str, CameraStats] = msgspec.field(default_factory=dict)
     cpu_temp_c: float | None = None
     tpu_temp_c: float | None = None

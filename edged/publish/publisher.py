@@ -7,7 +7,10 @@ Two kinds of messages, handled differently on purpose:
   so it is sent when connected and re-sent on every connect — immediately, and
   once more a second later so it lands after anything paho re-sends from before
   the disconnect. Retained state is therefore never left stale by an outage.
-The Last Will publishes a retained `offline`; `stop()` publishes it itself.
+The Last Will publishes a retained `offline`. `stop()` publishes `offline` itself
+and, when the broker does not confirm it in time, ends the session so that the
+broker publishes the Will instead: a clean stop never leaves a retained `online`.
+`health()` tells the daemon's watchdog whether this stage still works.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterable
 
 import msgspec
 import paho.mqtt.client as mqtt
@@ -26,34 +30,51 @@ from edged.errors import ConfigError
 from edged.publish import thermal
 from edged.publish.cadence import CameraCadence
 from edged.publish.connection import Connection, Will
-from edged.publish.homeassistant import Discovery
-from edged.publish.payloads import (SCHEMA_VERSION, DetectionsPayload, FrameSize, State, Stats, StatusPayload,
-                                    encode, iso_utc)
+from edged.publish.delivery import DeliveryWatch, stall_limit
+from edged.publish.homeassistant import HA_STATUS_PAYLOADS, Debounce, Discovery
+from edged.publish.payloads import (SCHEMA_VERSION, DetectionsPayload, FrameSize, MqttLink, State, Stats,
+                                    StatusPayload, encode, iso_utc)
 from edged.publish.settings import MqttSettings, PublishSettings
-from edged.publish.topics import Topics, check_camera, check_level
+from edged.publish.topics import Topics, check_camera, check_level, check_room, check_topic_name
 from edged.types import Detection, Frame
 
 log = logging.getLogger("edged.mqtt")
 REPUBLISH_DELAY_S = 1.0
+#: MQTT 5 Maximum Packet Size asked of the broker: edged only subscribes to Home Assistant's status
+#: (`online`/`offline`), so anything near this size is not for it; the broker drops it for edged alone.
+INBOUND_PACKET_BYTES = 64 * 1024
+
+
+def edged_schema(kind: str) -> str:
+    return f"edged/{kind}/v{SCHEMA_VERSION}"
 
 
 class Publisher:
     """Publishes one device's topics; the constructor checks every setting before anything is sent."""
 
     def __init__(self, mqtt_settings: MqttSettings, publish: PublishSettings, *, device_id: str, version: str,
-                 environ: dict[str, str] | None = None):
+                 environ: dict[str, str] | None = None, cameras: Iterable[str] = ()):
         check_level(device_id, "device id")
         self._topics = Topics(publish.topic_prefix, device_id)
+        check_topic_name(publish.homeassistant.prefix, "publish.homeassistant.prefix")
         client_id = mqtt_settings.client_id.replace("{device_id}", device_id)
         if "{" in client_id or len(client_id.encode()) > 65535:
             raise ConfigError(f"mqtt.client_id {mqtt_settings.client_id!r}: only {{device_id}} may be substituted")
         self._settings = publish
         self._device_id = device_id
         self._version = version
-        self._connection = Connection(mqtt_settings, client_id=client_id, persistent=True, environ=environ)
+        self._discovery = None
+        if publish.homeassistant.enabled:
+            self._discovery = Discovery(publish.homeassistant, self._topics, device_id=device_id,
+                                        version=version)
+        for camera in cameras:
+            self.check_camera(camera)
+        self._connection = Connection(mqtt_settings, client_id=client_id, persistent=True, environ=environ,
+                                      max_packet_bytes=INBOUND_PACKET_BYTES)
         self._connection.on_connected = self._on_connected
         self._client = self._connection.client
         self._client.max_queued_messages_set(mqtt_settings.queue_limit)
+        self._client.on_publish = self._on_publish
         self._qos = mqtt_settings.qos
         self._state_qos = max(1, mqtt_settings.qos)
         self._expiry = mqtt_settings.message_expiry_seconds
@@ -65,8 +86,8 @@ class Publisher:
         self._timer: threading.Timer | None = None
         self._started = False
         self._to_jpeg = None
-        self._discovery = (Discovery(publish.homeassistant, self._topics, device_id=device_id, version=version)
-                           if publish.homeassistant.enabled else None)
+        self._delivery = DeliveryWatch()
+        self._reannounce = Debounce(self._reannounce_now)
 
     @property
     def topics(self) -> Topics:
@@ -85,16 +106,46 @@ class Publisher:
     def last_error(self) -> str | None:
         return self._connection.last_error
 
+    @property
+    def link(self) -> str:
+        """The broker link for systemd's STATUS line: `MQTT up`, `no broker (…)`, `MQTT rejected (…)`."""
+        return self._connection.report.status_text()
+
+    def link_stats(self) -> MqttLink:
+        """The `mqtt` block of stats: link state, last error, connects, failed attempts, silent rejections."""
+        return self._connection.report.snapshot()
+
     def wait_connected(self, timeout: float) -> bool:
         return self._connection.wait_connected(timeout)
 
-    def _properties(self, kind: str | None, *, expires: bool, content_type: str = "application/json"):
+    def check_camera(self, camera: str) -> str:
+        """A camera name must be one topic level, and its longest topic must fit MQTT's limit."""
+        check_camera(camera)
+        longest = max(self._topics.longest(camera),
+                      self._discovery.longest(camera) if self._discovery is not None else 0)
+        return check_room(camera, longest, self._topics.prefix)
+
+    def health(self) -> str | None:
+        """None while this stage works; else one line saying why it does not, for the daemon's watchdog:
+        paho's network thread died, or the broker confirmed nothing for too long while connected (see
+        edged/publish/delivery.py for the limit). No broker at all is *not* unhealthy: a restart cannot
+        make one appear, and edged keeps trying."""
+        problem = self._connection.thread_problem()
+        if problem is not None or not self._started or not self.connected:
+            return problem
+        stalled, limit = self._delivery.stalled_for(), stall_limit(self._client.keepalive)
+        if stalled > limit:
+            return (f"MQTT {self._connection.target} confirmed nothing for {stalled:.0f} s while connected "
+                    f"(limit {limit:.0f} s = 2 x keepalive + margin): the session is stuck")
+        return None
+
+    def _properties(self, schema: str | None, *, expires: bool, content_type: str = "application/json"):
         if not self._connection.v5:
             return None
         properties = Properties(PacketTypes.PUBLISH)
         properties.ContentType = content_type
-        if kind:
-            properties.UserProperty = [("schema", f"edged/{kind}/v{SCHEMA_VERSION}")]
+        if schema:
+            properties.UserProperty = [("schema", schema)]
         if expires and self._expiry:
             properties.MessageExpiryInterval = self._expiry
         return properties
@@ -110,7 +161,7 @@ class Publisher:
                                          since=iso_utc(time.time()))
         will = msgspec.structs.replace(self._status, state="offline", since=None)
         self._connection.set_will(Will(self._topics.status, encode(will), self._state_qos, True,
-                                       self._properties("status", expires=False)))
+                                       self._properties(edged_schema("status"), expires=False)))
         self._started = True
         self._connection.start()
         log.info("MQTT publishing to %s under %s/", self._connection.target, self._topics.prefix)
@@ -130,7 +181,7 @@ class Publisher:
         with self._lock:
             payload = encode(self._status)
         return self._send(self._topics.status, payload, qos=self._state_qos, retain=True,
-                          properties=self._properties("status", expires=False))
+                          properties=self._properties(edged_schema("status"), expires=False))
 
     def _send(self, topic: str, payload: bytes, *, qos: int, retain: bool = False,
               properties: Properties | None = None) -> mqtt.MQTTMessageInfo:
@@ -143,9 +194,15 @@ class Publisher:
                 self._dropping = True
                 log.warning("MQTT dropping messages (%s): broker unreachable for too long; see publish_dropped",
                             "queue full" if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE else "QoS 0 while disconnected")
-        elif self._dropping and self.connected:
-            self._dropping = False
+        else:
+            self._delivery.sent()
+            if self._dropping and self.connected:
+                self._dropping = False
         return info
+
+    def _on_publish(self, client: mqtt.Client, userdata: object, mid: int, reason: mqtt.ReasonCode,
+                    properties: Properties | None) -> None:
+        self._delivery.confirm()
 
     def publish_frame(self, camera: str, frame: Frame, detections: list[Detection], *, inference_ms: float,
                       backend: str, model: str) -> None:
@@ -156,7 +213,7 @@ class Publisher:
         with self._lock:
             state = self._cameras.get(camera)
             if state is None:
-                check_camera(camera)
+                self.check_camera(camera)
                 state = self._cameras[camera] = CameraCadence()
             previous = dict(state.counts)
             changes = state.count_changes(counts)
@@ -171,18 +228,24 @@ class Publisher:
                 published_at=iso_utc(now), backend=backend, model=model, inference_ms=round(inference_ms, 3),
                 frame=FrameSize(frame.width, frame.height), detections=list(detections))
             self._send(self._topics.detections(camera), encode(payload), qos=self._qos,
-                       properties=self._properties("detections", expires=True))
+                       properties=self._properties(edged_schema("detections"), expires=True))
         if connected:
             for label, count in changes.items():
                 self._send_count(camera, label, count)
-            for topic, config in sensors:
-                self._send(topic, config, qos=self._state_qos, retain=True)
+            self._send_discovery(sensors)
             if snapshot:
                 self._send_snapshot(camera, frame, detections)
 
     def _send_count(self, camera: str, label: str, count: int) -> None:
         self._send(self._topics.count(camera, label), str(count).encode(), qos=self._state_qos, retain=True,
-                   properties=self._properties("count", expires=False))
+                   properties=self._properties(edged_schema("count"), expires=False))
+
+    def _send_discovery(self, messages: list[tuple[str, bytes]]) -> None:
+        if self._discovery is None:
+            return
+        properties = self._properties(self._discovery.schema, expires=False)
+        for topic, config in messages:
+            self._send(topic, config, qos=self._state_qos, retain=True, properties=properties)
 
     def _send_snapshot(self, camera: str, frame: Frame, detections: list[Detection]) -> None:
         if self._to_jpeg is None:
@@ -193,16 +256,18 @@ class Publisher:
                    properties=self._properties(None, expires=False, content_type="image/jpeg"))
 
     def publish_stats(self, stats: Stats) -> None:
-        """Adds what the publisher knows (device, publish_dropped, time, temperatures) and sends it."""
+        """Adds what the publisher knows (device, publish_dropped, the broker link, time, temperatures)."""
         stats = msgspec.structs.replace(
-            stats, device=self._device_id, publish_dropped=self._dropped, published_at=iso_utc(time.time()),
+            stats, device=self._device_id, publish_dropped=self._dropped, mqtt=self.link_stats(),
+            published_at=iso_utc(time.time()),
             cpu_temp_c=stats.cpu_temp_c if stats.cpu_temp_c is not None else thermal.cpu_temp_c(),
             tpu_temp_c=stats.tpu_temp_c if stats.tpu_temp_c is not None else thermal.tpu_temp_c())
         self._send(self._topics.stats, encode(stats), qos=self._qos,
-                   properties=self._properties("stats", expires=True))
+                   properties=self._properties(edged_schema("stats"), expires=True))
 
     def _on_connected(self) -> None:
         """In paho's thread, after every CONNACK: status online (since now), all counts, HA configs."""
+        self._delivery.connected()
         with self._lock:
             if self._status.state != "offline":
                 self._status = msgspec.structs.replace(self._status, since=iso_utc(time.time()))
@@ -211,6 +276,7 @@ class Publisher:
             self._client.subscribe(self._discovery.status_topic, qos=1)
             self._client.message_callback_add(self._discovery.status_topic, self._on_homeassistant_status)
             self._announce()
+            self._reannounce.ran()
         timer = threading.Timer(REPUBLISH_DELAY_S, self._republish_state)
         timer.daemon = True
         if self._timer is not None:
@@ -234,31 +300,45 @@ class Publisher:
         assert self._discovery is not None
         with self._lock:
             messages = self._discovery.all_sensors()
-        for topic, config in messages:
-            self._send(topic, config, qos=self._state_qos, retain=True)
+        self._send_discovery(messages)
 
     def _on_homeassistant_status(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        if message.payload.strip().lower() == b"online":
+        """HA's birth message: announce again — but only for its documented payload, and debounced."""
+        if message.payload not in HA_STATUS_PAYLOADS:
+            log.debug("ignored %d bytes on %s: not a Home Assistant status", len(message.payload),
+                      message.topic)
+        elif message.payload == b"online" and self._reannounce.request():
             log.info("Home Assistant (re)started: announcing sensors again")
+
+    def _reannounce_now(self) -> None:
+        if self.connected:
             self._announce()
             self._republish_state()
 
     def stop(self, timeout: float = 3.0) -> None:
-        """Publish retained offline, wait until it (and so everything before it) is delivered, disconnect."""
+        """Publish retained offline and wait until it (and so everything before it) is confirmed, then
+        disconnect; unconfirmed, end the session so that the broker publishes the Last Will instead."""
         if self._timer is not None:
             self._timer.cancel()
+        self._reannounce.cancel()
         if not self._started:
             return
         self._started = False
+        deadline = time.monotonic() + timeout
         with self._lock:
             self._status = msgspec.structs.replace(self._status, state="offline", since=iso_utc(time.time()))
+        confirmed = False
         if self.connected:
             info = self._send_status()
             try:
                 info.wait_for_publish(timeout)
+                confirmed = info.is_published()
             except (RuntimeError, ValueError) as exc:
-                log.warning("MQTT offline status not delivered: %s", exc)
+                log.warning("MQTT offline status not sent: %s", exc)
+            if not confirmed:
+                log.warning("MQTT offline status not confirmed within %.1f s: ending the session so that the "
+                            "broker publishes the Last Will (offline)", timeout)
         else:
-            log.warning("MQTT stopping while disconnected: queued messages are lost; the broker will publish "
-                        "the Last Will (offline)")
-        self._connection.stop()
+            log.warning("MQTT stopping while disconnected: queued messages are lost; the broker publishes "
+                        "the Last Will (offline) when it notices the lost connection")
+        self._connection.stop(with_will=not confirmed, timeout=max(0.5, deadline - time.monotonic()))

@@ -16,6 +16,8 @@ import msgspec
 from edged.fields import documented
 
 DEFAULT_BROKER = "mqtt://[::1]:1883"
+UINT32_MAX = 2**32 - 1  # MQTT 5 Four Byte Integer properties (expiry intervals)
+MAX_WAIT_SECONDS = 3600.0  # a wait over an hour is a typo; paho's socket timeouts need finite ones
 
 
 class TlsSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -81,16 +83,22 @@ class MqttSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         ge=1)] = 1000
     message_expiry_seconds: Annotated[int, documented(
         "Message expiry", "MQTT 5: brokers drop detections and stats older than this instead of "
-        "delivering stale ones; 0 = never.", ge=0)] = 300
+        "delivering stale ones; 0 = never. At most 4294967295 (a 32-bit MQTT property).",
+        ge=0, le=UINT32_MAX)] = 300
     session_expiry_seconds: Annotated[int, documented(
         "Session expiry", "MQTT 5: how long the broker keeps edged's session after a disconnect "
-        "(MQTT 3.1.1 sessions never expire).", ge=0)] = 3600
+        "(MQTT 3.1.1 sessions never expire). At most 4294967295, which MQTT 5 reads as never.",
+        ge=0, le=UINT32_MAX)] = 3600
     reconnect_min_seconds: Annotated[float, documented(
-        "Reconnect delay", "First wait before reconnecting; doubles after each failure.", gt=0)] = 1.0
+        "Reconnect delay", "First wait before reconnecting; doubles after each failure up to "
+        "`reconnect_max_seconds`. Each wait is drawn between half and all of that (jitter), so devices "
+        "that lost their broker together do not reconnect in lockstep.", gt=0, le=MAX_WAIT_SECONDS)] = 1.0
     reconnect_max_seconds: Annotated[float, documented(
-        "Reconnect delay cap", "Longest wait between reconnect attempts.", gt=0)] = 30.0
+        "Reconnect delay cap", "Longest wait between reconnect attempts: after an outage of any length "
+        "edged is back at most this long after the broker.", gt=0, le=MAX_WAIT_SECONDS)] = 10.0
     connect_timeout_seconds: Annotated[float, documented(
-        "Connect timeout", "Time allowed for TCP + TLS setup of one attempt.", gt=0)] = 5.0
+        "Connect timeout", "Time allowed for TCP + TLS setup of one attempt.", gt=0,
+        le=MAX_WAIT_SECONDS)] = 5.0
 
 
 class DetectionsSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -121,7 +129,8 @@ class HomeAssistantSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=
     enabled: Annotated[bool, documented(
         "Enabled", "Announce sensors to Home Assistant (retained config messages).")] = False
     prefix: Annotated[str, documented(
-        "Discovery prefix", "Home Assistant's discovery prefix.")] = "homeassistant"
+        "Discovery prefix", "Home Assistant's discovery prefix: one or more topic levels, without "
+        "wildcards (`+`, `#`), empty levels or control characters.")] = "homeassistant"
     labels: Annotated[list[str], documented(
         "Labels announced up front", "Sensors created for every camera before the label is first seen; "
         "other labels get a sensor when they first appear.")] = msgspec.field(default_factory=lambda: ["person"])
@@ -131,7 +140,8 @@ class PublishSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """What is published and how often."""
 
     topic_prefix: Annotated[str, documented(
-        "Topic prefix", "Prefix of every topic; must contain `{device_id}` as a whole level.")] = \
+        "Topic prefix", "Prefix of every topic; must contain `{device_id}` as a whole level. Levels: "
+        "no `+`, `#`, spaces or control characters.")] = \
         "edged/{device_id}"
     detections: Annotated[DetectionsSettings, documented(
         "Detections", "When per-frame detection messages are sent.")] = \

@@ -18,7 +18,6 @@ from edged.config import CameraConfig, Config
 from edged.detect.worker import WorkerResult
 from edged.errors import UnavailableError
 from edged.publish.publisher import Publisher
-from edged.publish.topics import check_camera
 from edged.service.inference import Inference
 from edged.service.pipeline import CameraRun, Pipeline
 from edged.service.stats import PipelineStats
@@ -30,10 +29,9 @@ log = logging.getLogger(__name__)
 
 
 def make_publisher(config: Config) -> Publisher:
-    """Validates broker URLs, TLS files and credentials (ConfigError) before anything is sent."""
-    for camera in config.cameras:
-        check_camera(camera.name)
-    return Publisher(config.mqtt, config.publish, device_id=config.device_id, version=__version__)
+    """Checks broker URLs, TLS files, credentials and camera names (ConfigError) before anything is sent."""
+    return Publisher(config.mqtt, config.publish, device_id=config.device_id, version=__version__,
+                     cameras=[camera.name for camera in config.cameras])
 
 
 def make_sources(cameras: list[CameraConfig]) -> list[Source]:
@@ -90,9 +88,8 @@ class Runtime:
         snap = self.stats.snapshot()
         cameras = ", ".join(f"{name} {c.source_state}" for name, c in snap.cameras.items())
         state = self.inference.state
-        mqtt = "up" if self.publisher.connected else "down"
         line = (f"{state} · {self.inference.backend} · {snap.fps:.1f} fps · inference p50 "
-                f"{snap.inference_p50_ms:.1f} ms · {cameras} · MQTT {mqtt}")
+                f"{snap.inference_p50_ms:.1f} ms · {cameras} · {self.publisher.link}")
         if state == "degraded" and self.inference.reason:
             line += f" · {self.inference.reason}"
         return line
