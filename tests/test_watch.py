@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import paho.mqtt.client as mqtt
 import pytest
 
 from edged.publish.mosquitto import write_password_file
@@ -18,6 +19,7 @@ from edged.publish.publisher import REPUBLISH_DELAY_S, Publisher
 from edged.publish.settings import MqttSettings, PublishSettings, TlsSettings
 from tests.fixtures.broker import REPO, Received, assert_valid_payloads, make_pki
 from tests.fixtures.publisher_proc import PERSON, frame
+from tests.fixtures.rawbroker import raw_server
 
 
 def watch(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
@@ -164,3 +166,82 @@ def test_unreachable_broker_is_exit_69():
 def test_no_password_on_the_command_line(flag):
     result = watch("--broker", "mqtt://[::1]:1883", flag, "secret")
     assert result.returncode == 2 and "unrecognized arguments" in result.stderr
+
+
+def hostile_broker(mosquitto):
+    """A broker where some other client left a status with escape sequences and malformed messages."""
+    broker = mosquitto()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.connect("::1", broker.port)
+    client.loop_start()
+    status = {"state": "online", "version": "1.0", "backend": "\x1b]0;pwned\x07\x1b[2J",
+              "model": "m\u202egnp.exe", "since": None}
+    cat = {"label": "cat", "class_id": 1, "score": "high", "box": {"xmin": 0, "ymin": 0, "xmax": 1, "ymax": 1}}
+    detections = {"v": 1, "device": "pi1", "camera": "front", "seq": 1, "captured_at": "x",
+                  "published_at": "x", "backend": "b", "model": "m", "inference_ms": 1.0,
+                  "frame": {"width": 1, "height": 1}, "detections": [cat]}
+    messages = {"edged/pi1/status": json.dumps(status).encode(),
+                "edged/pi1/front/detections": json.dumps(detections).encode(),
+                "edged/pi1/front/person": b"-3",
+                "edged/pi1/front/car": b"2",
+                "edged/pi1/stats": b"\x1b[2J not json"}
+    for topic, payload in messages.items():
+        client.publish(topic, payload, qos=1, retain=True).wait_for_publish(5)
+    client.loop_stop()
+    client.disconnect()
+    return f"mqtt://[::1]:{broker.port}"
+
+
+def test_hostile_payloads_are_escaped_and_invalid_ones_shown_as_such(mosquitto):
+    url = hostile_broker(mosquitto)
+    lines = watch("--broker", url, "--timeout", "1.5")
+    assert lines.returncode == 0, lines.stderr
+    out = lines.stdout
+    assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out
+    assert "pi1 status online backend=\\x1b]0;pwned\\x07\\x1b[2J model=m\\u202egnp.exe" in out
+    assert "pi1 front detections INVALID" in out
+    assert "Expected `float`, got `str` - at `$.detections[0].score`" in out
+    assert "pi1 front count INVALID 2 bytes (not count.v1: Expected `int` >= 0)" in out
+    assert "pi1 stats INVALID" in out and "pi1 front car=2" in out  # the valid ones still shown
+
+    as_json = watch("--broker", url, "--json", "--timeout", "1.5")
+    assert as_json.returncode == 0 and "\x1b" not in as_json.stdout and "\u202e" not in as_json.stdout
+    records = {record["topic"]: record for record in map(json.loads, as_json.stdout.splitlines())}
+    assert records["edged/pi1/status"]["payload"]["backend"] == "\x1b]0;pwned\x07\x1b[2J"  # exact for scripts
+    assert "invalid" not in records["edged/pi1/status"]
+    assert records["edged/pi1/front/detections"]["invalid"].startswith("not detections.v1: Expected `float`")
+    assert "invalid" in records["edged/pi1/front/person"] and "invalid" not in records["edged/pi1/front/car"]
+
+
+def test_the_screen_carries_no_escape_sequence_but_its_own(mosquitto):
+    url = hostile_broker(mosquitto)
+    leader, follower = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "edged", "watch", "--broker", url, "--timeout", "1.5"],
+                               cwd=REPO, stdout=follower, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    os.close(follower)
+    screen = b""
+    while True:
+        ready, _, _ = select.select([leader], [], [], 5)
+        try:
+            chunk = os.read(leader, 65536) if ready else b""
+        except OSError:
+            chunk = b""
+        if not chunk:
+            break
+        screen += chunk
+    assert process.wait(10) == 0, process.stderr.read()
+    os.close(leader)
+    text = screen.decode(errors="replace")
+    assert "\x1b" not in text.replace("\x1b[H\x1b[2J", "") and "\x07" not in text
+    last = text.rsplit("\x1b[H\x1b[2J", 1)[1]
+    assert "backend \\x1b]0;pwned\\x07\\x1b[2J" in last and "INVALID messages: 3" in last
+
+
+def test_a_broker_closing_after_connect_is_exit_69_with_the_fix():
+    with raw_server("closes") as server:
+        result = watch("--broker", server.url, timeout=20)
+    assert result.returncode == 69
+    assert result.stderr.strip().splitlines() == [
+        f"edged watch: error: {server.url}: the broker closed the connection after the MQTT 5 CONNECT "
+        'without a CONNACK; if it only speaks MQTT 3.1.1, set mqtt.protocol = "3.1.1" '
+        "(edged watch: --protocol 3.1.1)"]

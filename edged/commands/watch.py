@@ -5,16 +5,23 @@ changes — a redrawn screen on a terminal, one line per event otherwise.
 `--json` passes every message through as one JSON object per line, for scripts.
 The connection uses the publisher's own modules (URLs, TLS, credentials), so
 a broker `edged watch` reaches is one the daemon reaches with the same settings.
+Payloads are validated against their schemas and escaped before they are shown
+(edged/publish/watchview.py): any client of the broker can write them.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import queue
 import sys
 import time
 from pathlib import Path
+
+#: MQTT 5 Maximum Packet Size asked of the broker: room for a full-resolution JPEG snapshot, not for a
+#: message big enough to exhaust the memory of the machine someone watches from.
+WATCH_PACKET_BYTES = 16 * 1024 * 1024
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -79,18 +86,26 @@ def main(args: argparse.Namespace) -> int:
 
     mqtt_settings, prefix, device = _settings(args)
     topics = Topics(prefix, device)
-    connection = Connection(mqtt_settings, client_id=f"edged-watch-{os.getpid()}", persistent=False)
+    connection = Connection(mqtt_settings, client_id=f"edged-watch-{os.getpid()}", persistent=False,
+                            max_packet_bytes=WATCH_PACKET_BYTES)
     inbox: queue.Queue = queue.Queue()
     connection.client.on_message = lambda client, userdata, message: inbox.put(message)
     connection.on_connected = lambda: connection.client.subscribe(topics.everything, qos=1)
     view = make_view("json" if args.json else ("screen" if sys.stdout.isatty() else "lines"), topics,
                      broker=str(connection.target))
-    connection.connect_now()
+    link_log = logging.getLogger("edged.mqtt")
+    link_log.disabled = True  # how the first connect went is this command's own one line, not a log line too
+    try:
+        connection.connect_now()
+    except BaseException:
+        link_log.disabled = False
+        raise
     try:
         if not connection.wait_connected(mqtt_settings.connect_timeout_seconds + 5):
             if connection.refused:
                 raise ConfigError(connection.refused)
-            raise UnavailableError(f"{connection.target}: no answer to CONNECT")
+            raise UnavailableError(connection.closed_early or f"{connection.target}: no answer to CONNECT")
+        link_log.disabled = False  # later disconnects and reconnects are worth a line on stderr
         deadline = None if args.timeout is None else time.monotonic() + args.timeout
         seen = 0
         while args.count is None or seen < args.count:
@@ -107,6 +122,7 @@ def main(args: argparse.Namespace) -> int:
             seen += 1
             view.show(message)
     finally:
+        link_log.disabled = False
         connection.stop()
         view.close()
     return 0

@@ -315,8 +315,10 @@ class Connection:
         else:
             what = (f"the broker closed the connection after the {self.protocol_name} CONNECT "
                     "without a CONNACK")
-        hint = ("; if it only speaks MQTT 3.1.1, set mqtt.protocol = \"3.1.1\"" if self.v5 else
-                "; see the broker's log (client id, limits, ACLs)")
+        hint = "; see the broker's log (client id, limits, ACLs)"
+        if self.v5:
+            hint = ('; if it only speaks MQTT 3.1.1, set mqtt.protocol = "3.1.1" '
+                    "(edged watch: --protocol 3.1.1)")
         self.closed_early = f"{self.rotation.current}: {what}{hint}"
         self.report.failed(str(self.rotation.current), what + hint, state="rejected",
                            closed_before_connack=True)

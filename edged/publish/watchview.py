@@ -4,17 +4,44 @@ All three read the same topic meanings (topics.Topics.parse); the screen and
 the lines keep a small per-device model (status, stats, per-label counts,
 last detections) so what is shown is the device's current state, not a
 scroll of raw payloads.
+
+Anyone who can publish on the broker writes what watch shows, so nothing from
+a message reaches the terminal as it came: each payload is decoded with the
+msgspec Structs its JSON Schema is generated from (a message that does not
+match is shown as INVALID, with the reason, and changes nothing), and every
+text is escaped (`printable`) so no escape sequence can retitle the window or
+clear the screen.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Annotated, Any, TextIO
 
-from edged.publish.topics import Topics
+import msgspec
+
+from edged.publish.payloads import SCHEMA_VERSION, DetectionsPayload, Stats, StatusPayload
+from edged.publish.topics import Parsed, Topics
+
+_DECODERS: dict[str, msgspec.json.Decoder] = {
+    "status": msgspec.json.Decoder(StatusPayload),
+    "stats": msgspec.json.Decoder(Stats),
+    "detections": msgspec.json.Decoder(DetectionsPayload),
+    "count": msgspec.json.Decoder(Annotated[int, msgspec.Meta(ge=0)]),
+}
+# C0/C1 controls and DEL, and the bidirectional overrides that reorder what a terminal shows.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")  # json.dumps keeps these
+
+
+def printable(text: object) -> str:
+    """Text safe for a terminal: control characters shown as `\\x1b`, `\\u202e`, never sent as they are."""
+    return _UNPRINTABLE.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}",
+                            str(text))
 
 
 def decode(payload: bytes) -> Any:
@@ -29,17 +56,31 @@ def decode(payload: bytes) -> Any:
         return text
 
 
+def validate(kind: str, payload: bytes) -> tuple[Any, str | None]:
+    """(the decoded Struct or count, None) when the payload matches its v1 schema; (None, why) otherwise.
+    Snapshots are JPEG bytes and are not decoded."""
+    decoder = _DECODERS.get(kind)
+    if decoder is None:
+        return payload, None
+    try:
+        return decoder.decode(payload), None
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        return None, f"not {kind}.v{SCHEMA_VERSION}: {exc}"
+
+
 @dataclass
 class Device:
-    status: dict = field(default_factory=dict)
-    stats: dict = field(default_factory=dict)
+    status: StatusPayload | None = None
+    stats: Stats | None = None
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     last_detections: dict[str, tuple[float, str]] = field(default_factory=dict)
+    invalid: int = 0
+    last_invalid: str = ""
 
 
-def summarize(detections: dict) -> str:
-    items = ", ".join(f"{d.get('label')} {d.get('score', 0):.2f}" for d in detections.get("detections", []))
-    return f"seq {detections.get('seq')}: {items or 'nothing'} ({detections.get('inference_ms', 0):.1f} ms)"
+def summarize(detections: DetectionsPayload) -> str:
+    items = ", ".join(f"{printable(d.label)} {d.score:.2f}" for d in detections.detections)
+    return f"seq {detections.seq}: {items or 'nothing'} ({detections.inference_ms:.1f} ms)"
 
 
 class LinesView:
@@ -55,32 +96,37 @@ class LinesView:
         if parsed is None:
             return
         device = self.devices.setdefault(parsed.device, Device())
-        payload = decode(message.payload)
-        line = self.update(device, parsed, payload, len(message.payload))
+        value, problem = validate(parsed.kind, bytes(message.payload))
+        if problem is not None:
+            device.invalid += 1
+            device.last_invalid = f"{_where(parsed)}{printable(problem)}"
+            line = f"{_where(parsed)}INVALID {len(message.payload)} bytes ({printable(problem)})"
+        else:
+            line = self.update(device, parsed, value, len(message.payload))
         if line is not None:
-            self.emit(f"{parsed.device} {line}")
+            self.emit(f"{printable(parsed.device)} {line}")
 
-    def update(self, device: Device, parsed, payload: Any, size: int) -> str | None:
-        if parsed.kind == "status" and isinstance(payload, dict):
-            device.status = payload
-            return (f"status {payload.get('state')} backend={payload.get('backend')} model={payload.get('model')} "
-                    f"version={payload.get('version')} since={payload.get('since')}")
-        if parsed.kind == "stats" and isinstance(payload, dict):
-            device.stats = payload
-            inference = payload.get("inference_ms") or {}
-            temp = payload.get("cpu_temp_c")
-            return (f"stats fps={payload.get('fps')} inference p50={inference.get('p50')} ms "
-                    f"p95={inference.get('p95')} ms frames_dropped={payload.get('frames_dropped')} "
-                    f"publish_dropped={payload.get('publish_dropped')} backend={payload.get('backend')}"
-                    + (f" cpu={temp}°C" if temp is not None else ""))
+    def update(self, device: Device, parsed: Parsed, value: Any, size: int) -> str | None:
+        camera = printable(parsed.camera)
+        if isinstance(value, StatusPayload):
+            device.status = value
+            return (f"status {value.state} backend={printable(value.backend)} model={printable(value.model)} "
+                    f"version={printable(value.version)} since={printable(value.since)}")
+        if isinstance(value, Stats):
+            device.stats = value
+            temp = value.cpu_temp_c
+            return (f"stats fps={value.fps} inference p50={value.inference_ms.p50} ms "
+                    f"p95={value.inference_ms.p95} ms frames_dropped={value.frames_dropped} "
+                    f"publish_dropped={value.publish_dropped} backend={printable(value.backend)} "
+                    f"mqtt={value.mqtt.state}" + (f" cpu={temp}°C" if temp is not None else ""))
         if parsed.kind == "count":
-            device.counts.setdefault(parsed.camera, {})[parsed.label] = payload if isinstance(payload, int) else 0
-            return f"{parsed.camera} {parsed.label}={payload}"
-        if parsed.kind == "detections" and isinstance(payload, dict):
-            device.last_detections[parsed.camera] = (time.monotonic(), summarize(payload))
-            return f"{parsed.camera} detections {summarize(payload)}"
+            device.counts.setdefault(camera, {})[printable(parsed.label)] = value
+            return f"{camera} {printable(parsed.label)}={value}"
+        if isinstance(value, DetectionsPayload):
+            device.last_detections[camera] = (time.monotonic(), summarize(value))
+            return f"{camera} detections {summarize(value)}"
         if parsed.kind == "snapshot":
-            return f"{parsed.camera} snapshot {size} bytes"
+            return f"{camera} snapshot {size} bytes"
         return None
 
     def emit(self, line: str) -> None:
@@ -93,8 +139,13 @@ class LinesView:
         pass
 
 
+def _where(parsed: Parsed) -> str:
+    return f"{printable(parsed.camera)} {parsed.kind} " if parsed.camera is not None else f"{parsed.kind} "
+
+
 class JsonView(LinesView):
-    """Every message as `{"topic", "retain", "qos", "payload"}`; binary payloads as their size."""
+    """Every message as `{"topic", "retain", "qos", "payload"}` plus `"invalid": reason` when it does not
+    match its schema; binary payloads as their size. Escaped JSON: safe on a terminal, exact for jq."""
 
     def show(self, message) -> None:
         payload = decode(message.payload)
@@ -102,7 +153,11 @@ class JsonView(LinesView):
                                   "payload": payload}
         if payload is None:
             record["payload_bytes"] = len(message.payload)
-        self.emit(json.dumps(record, separators=(",", ":"), ensure_ascii=False))
+        parsed = self.topics.parse(message.topic)
+        if parsed is not None and (problem := validate(parsed.kind, bytes(message.payload))[1]) is not None:
+            record["invalid"] = problem
+        text = json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+        self.emit(_JSON_UNSAFE.sub(lambda m: f"\\u{ord(m[0]):04x}", text))
 
 
 class ScreenView(LinesView):
@@ -129,28 +184,39 @@ class ScreenView(LinesView):
 
     def render(self) -> str:
         state = "connected" if self.connected else "DISCONNECTED (reconnecting)"
-        lines = [f"edged watch  {self.broker}  {state}  {time.strftime('%H:%M:%S')}", ""]
+        lines = [f"edged watch  {printable(self.broker)}  {state}  {time.strftime('%H:%M:%S')}", ""]
         if not self.devices:
-            lines.append(f"waiting for messages on {self.topics.everything} …")
+            lines.append(f"waiting for messages on {printable(self.topics.everything)} …")
         for name, device in sorted(self.devices.items()):
-            status, stats = device.status, device.stats
-            inference = stats.get("inference_ms") or {}
-            lines.append(f"{name}  {status.get('state', '?').upper()}  backend {status.get('backend', '?')}  "
-                         f"model {status.get('model', '?')}  v{status.get('version', '?')}  "
-                         f"since {status.get('since', '?')}")
-            if stats:
-                temp = stats.get("cpu_temp_c")
-                lines.append(f"    fps {stats.get('fps')}  inference p50 {inference.get('p50')} ms  "
-                             f"p95 {inference.get('p95')} ms  dropped frames {stats.get('frames_dropped')}  "
-                             f"publish {stats.get('publish_dropped')}" + (f"  cpu {temp}°C" if temp is not None else ""))
-            for camera in sorted({*device.counts, *device.last_detections}):
-                counts = "  ".join(f"{label} {count}" for label, count in sorted(device.counts.get(camera, {}).items()))
-                lines.append(f"    {camera}: {counts or '-'}")
-                if camera in device.last_detections:
-                    at, summary = device.last_detections[camera]
-                    lines.append(f"        last {summary}, {time.monotonic() - at:.0f} s ago")
-            lines.append("")
+            lines += self._device_lines(printable(name), device)
         return "\n".join(lines) + "\n"
+
+    @staticmethod
+    def _device_lines(name: str, device: Device) -> list[str]:
+        status, stats = device.status, device.stats
+        if status is None:
+            lines = [f"{name}  ?"]
+        else:
+            lines = [f"{name}  {status.state.upper()}  backend {printable(status.backend)}  model "
+                     f"{printable(status.model)}  v{printable(status.version)}  "
+                     f"since {printable(status.since)}"]
+        if stats is not None:
+            temp = stats.cpu_temp_c
+            lines.append(f"    fps {stats.fps}  inference p50 {stats.inference_ms.p50} ms  p95 "
+                         f"{stats.inference_ms.p95} ms  dropped frames {stats.frames_dropped}  publish "
+                         f"{stats.publish_dropped}  mqtt {stats.mqtt.state}"
+                         + (f"  cpu {temp}°C" if temp is not None else ""))
+        for camera in sorted({*device.counts, *device.last_detections}):
+            per_label = sorted(device.counts.get(camera, {}).items())
+            counts = "  ".join(f"{label} {count}" for label, count in per_label)
+            lines.append(f"    {camera}: {counts or '-'}")
+            if camera in device.last_detections:
+                at, summary = device.last_detections[camera]
+                lines.append(f"        last {summary}, {time.monotonic() - at:.0f} s ago")
+        if device.invalid:
+            lines.append(f"    INVALID messages: {device.invalid}, last: {device.last_invalid}")
+        lines.append("")
+        return lines
 
     def close(self) -> None:
         self.out.write("\n")
