@@ -1,10 +1,11 @@
 """A private mosquitto: generated config, its own port and directory, started and stopped on demand.
 
 Used by the test fixtures (real brokers on free ports, in network namespaces,
-restarted mid-test), by `edged run` for the quick-start broker on [::1]:1883
-and by `edged bench`. Mosquitto does the broker work; this module only writes
-its config, waits until it accepts connections, and stops it cleanly
-(SIGTERM, so persistence is written) or abruptly (SIGKILL).
+restarted mid-test) and by `edged bench`; `edged run`'s quick-start broker is
+private_broker.py (unprivileged, tied to edged's life, nothing on disk).
+Mosquitto does the broker work; this module only writes its config, waits until
+it accepts connections, and stops it cleanly (SIGTERM, so persistence is
+written) or abruptly (SIGKILL).
 """
 
 from __future__ import annotations
@@ -23,10 +24,15 @@ from edged.errors import UnavailableError
 
 
 def find_mosquitto() -> str:
-    for candidate in (shutil.which("mosquitto"), "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    raise UnavailableError("mosquitto is not installed (Debian/Raspberry Pi OS: apt install mosquitto)")
+    """mosquitto on PATH, or in the `sbin` next to a `bin` on PATH: Debian installs it in /usr/sbin, which
+    a normal user's PATH lacks. Only PATH decides: without it there, it is "not installed" (tests use it)."""
+    directories = os.environ.get("PATH", os.defpath).split(os.pathsep)
+    siblings = [str(Path(d).parent / "sbin") for d in directories if d and Path(d).name == "bin"]
+    found = shutil.which("mosquitto", path=os.pathsep.join([*directories, *siblings]))
+    if found is None:
+        raise UnavailableError("mosquitto is not installed (Debian/Raspberry Pi OS: "
+                               "sudo apt install mosquitto)")
+    return found
 
 
 def free_port(host: str = "::1") -> int:

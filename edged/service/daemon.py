@@ -19,8 +19,9 @@ from typing import Any
 
 from edged.config import Config, load_config, with_overrides
 from edged.errors import EdgedError
-from edged.publish.mosquitto import Mosquitto, is_listening
+from edged.publish.mosquitto import is_listening
 from edged.publish.payloads import CameraStats, InferenceMs, Stats
+from edged.publish.private_broker import PrivateBroker
 from edged.publish.settings import DEFAULT_BROKER
 from edged.service.journal import setup_logging
 from edged.service.runtime import Runtime, make_publisher, start_runtime
@@ -50,7 +51,7 @@ class Daemon:
         self.watchdog = Watchdog(self.notifier)
         self.verbose = verbose
         self.runtime: Runtime | None = None
-        self.broker: Mosquitto | None = None
+        self.broker: PrivateBroker | None = None
         self._wake = threading.Event()
         self._stop_requested = False
         self._reload_requested = False
@@ -152,16 +153,14 @@ class Daemon:
         wanted = config.service.private_broker and config.mqtt.brokers == [DEFAULT_BROKER]
         if self.broker is not None or not wanted or is_listening(DEFAULT_HOST, DEFAULT_PORT):
             return
-        try:
-            # setsid: its own session, so a Ctrl-C in the terminal reaches only edged, which then
-            # publishes `offline` to this broker before stopping it.
-            self.broker = Mosquitto(port=DEFAULT_PORT, bind=DEFAULT_HOST, argv_prefix=["setsid"]).start()
+        try:  # unprivileged, tied to this process, its own session (edged/publish/private_broker.py)
+            self.broker = PrivateBroker(DEFAULT_HOST, DEFAULT_PORT).start()
         except EdgedError as exc:
             log.warning("no MQTT broker on [::1]:1883 and no private one could be started (%s); "
                         "publishing starts when a broker listens there", exc)
             return
-        log.info("no MQTT broker on [::1]:1883: started a private mosquitto there (pid %s) for this run",
-                 self.broker.pid)
+        log.info("no MQTT broker on [::1]:1883: started a private mosquitto there (pid %s) for this run%s",
+                 self.broker.pid, f", as user {self.broker.user}" if self.broker.user else "")
 
     # -- reload ------------------------------------------------------------------------------------------
     def _reload(self) -> None:
