@@ -2,7 +2,9 @@
 
 Each line is OK, WARN (works, but not as well as it could) or FAIL (a
 required part is missing: `edged run` would not start or not publish) with
-the command that fixes it. Exit status 1 when any line FAILs. Nothing here
+the command that fixes it. Exit status 1 when any line FAILs (the documented
+"a check failed"). A broker is checked with a real MQTT session, since a TCP
+connect alone passes brokers that then reject edged's CONNECT. Nothing here
 opens a camera, and the Edge TPU delegate is only loaded in a child process,
 because libedgetpu may abort the process that loads it.
 """
@@ -146,29 +148,36 @@ def check_models(report: Report, settings) -> None:
 
 
 def check_brokers(report: Report, config) -> None:
-    from edged.errors import EdgedError
+    """Each broker: reachable over TCP (every address), then one real MQTT session with edged's own settings;
+    nothing listening on the default broker is fine only when `edged run` can start its private one."""
+    from edged.errors import UnavailableError
     from edged.publish.brokers import parse_broker_url
     from edged.publish.mosquitto import find_mosquitto
+    from edged.publish.probe import probe_session
     from edged.publish.settings import DEFAULT_BROKER
     from edged.service.probes import tcp_reach
 
     for url in config.mqtt.brokers:
         broker = parse_broker_url(url)
         results = tcp_reach(broker.host, broker.port)
-        ok = [r for r in results if r.ok]
         shown = "; ".join(f"{r.family} {r.address} {'ok' if r.ok else r.error}" for r in results)
-        if ok:
-            report.line("OK", "broker", f"{broker.display}: {shown}")
+        if any(r.ok for r in results):
+            session = probe_session(config.mqtt, url)
+            status = {True: "OK", False: "FAIL", None: "OK"}[session.ok]
+            report.line(status, "broker", f"{broker.display}: {shown}; {session.message}")
             continue
         if config.mqtt.brokers == [DEFAULT_BROKER] and config.service.private_broker:
             try:
                 find_mosquitto()
-                report.line("OK", "broker",
-                            f"{broker.display}: nothing listens; `edged run` starts a private one there")
+            except UnavailableError:
+                report.line("FAIL", "broker", f"{broker.display}: no broker — nothing listens there and "
+                            "mosquitto is not installed, so `edged run` cannot start its private one: "
+                            "sudo apt install mosquitto (or set mqtt.brokers)")
                 continue
-            except EdgedError:
-                pass
-        report.line("FAIL", "broker", f"{broker.display}: {shown} — is the broker running and reachable?")
+            report.line("OK", "broker",
+                        f"{broker.display}: nothing listens; `edged run` starts a private one there")
+            continue
+        report.line("FAIL", "broker", f"{broker.display}: no broker ({shown}) — is it running and reachable?")
 
 
 def check_clock(report: Report) -> None:
