@@ -176,7 +176,8 @@ def hostile_broker(mosquitto):
     client.loop_start()
     status = {"state": "online", "version": "1.0", "backend": "\x1b]0;pwned\x07\x1b[2J",
               "model": "m\u202egnp.exe", "since": None}
-    cat = {"label": "cat", "class_id": 1, "score": "high", "box": {"xmin": 0, "ymin": 0, "xmax": 1, "ymax": 1}}
+    box = {"xmin": 0, "ymin": 0, "xmax": 1, "ymax": 1}
+    cat = {"label": "cat", "class_id": 1, "score": "high", "box": box}
     detections = {"v": 1, "device": "pi1", "camera": "front", "seq": 1, "captured_at": "x",
                   "published_at": "x", "backend": "b", "model": "m", "inference_ms": 1.0,
                   "frame": {"width": 1, "height": 1}, "detections": [cat]}
