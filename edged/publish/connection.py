@@ -37,9 +37,9 @@ from paho.mqtt.reasoncodes import ReasonCode
 from edged.errors import ConfigError, UnavailableError
 from edged.publish.brokers import BrokerRotation, Target, check_brokers
 from edged.publish.credentials import load_credentials
-from edged.publish.link import Backoff, LinkReport
+from edged.publish.link import Backoff, LinkReport, describe_error
 from edged.publish.settings import MqttSettings
-from edged.publish.tls import build_context, describe_tls_error
+from edged.publish.tls import build_context
 from edged.publish.topics import has_forbidden_characters, shown
 
 log = logging.getLogger("edged.mqtt")
@@ -72,20 +72,6 @@ def use_unix_wakeup_socketpair() -> None:
     """
     if hasattr(socket, "AF_UNIX") and getattr(mqtt, "_socketpair_compat", None) is not _unix_socketpair:
         mqtt._socketpair_compat = _unix_socketpair
-
-
-def describe_error(exc: BaseException | None) -> str:
-    if exc is None:
-        return "connection failed"
-    if isinstance(exc, ssl.SSLError):
-        return describe_tls_error(exc)
-    if isinstance(exc, socket.gaierror):
-        return f"cannot resolve host: {exc.strerror}"
-    if isinstance(exc, (TimeoutError, socket.timeout)):
-        return "timed out"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror[:1].lower() + exc.strerror[1:]  # "Connection refused" → "connection refused"
-    return str(exc) or type(exc).__name__
 
 
 class Connection:

@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import threading
 import time
 from collections.abc import Callable
 
+import paho.mqtt.client as mqtt
+
 from edged.publish.settings import HomeAssistantSettings
 from edged.publish.topics import LABEL_LEVEL_MAX_BYTES, Topics, check_topic_name, label_level, topic_bytes
 
+log = logging.getLogger("edged.mqtt")
 _PLAIN_ID = re.compile(r"^[A-Za-z0-9_-]+$")
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 _ID_HASH_CHARS = 8
@@ -170,3 +174,47 @@ class Debounce:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
+
+
+class Announcer:
+    """Discovery on the wire: configs go out through the publisher's `send`; on every connect it subscribes
+    to HA's status and announces everything; HA's birth message (`online`) is answered, debounced."""
+
+    def __init__(self, discovery: Discovery, send: Callable[[str, bytes], None], *,
+                 reannounce: Callable[[], None]):
+        """`reannounce`: the publisher's answer to HA's restart (configs again, then the retained state)."""
+        self.discovery = discovery
+        self._send = send
+        self._lock = threading.Lock()
+        self._debounce = Debounce(reannounce)
+
+    def new_sensors(self, camera: str, labels: list[str]) -> list[tuple[str, bytes]]:
+        with self._lock:
+            return self.discovery.new_sensors(camera, labels)
+
+    def send(self, messages: list[tuple[str, bytes]]) -> None:
+        for topic, config in messages:
+            self._send(topic, config)
+
+    def announce(self) -> None:
+        with self._lock:
+            messages = self.discovery.all_sensors()
+        self.send(messages)
+
+    def on_connected(self, client: mqtt.Client) -> None:
+        """In paho's thread, after every CONNACK."""
+        client.subscribe(self.discovery.status_topic, qos=1)
+        client.message_callback_add(self.discovery.status_topic, self._on_status)
+        self.announce()
+        self._debounce.ran()
+
+    def _on_status(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        """HA's birth message: announce again — only for its documented payload, and debounced."""
+        if message.payload not in HA_STATUS_PAYLOADS:
+            log.debug("ignored %d bytes on %s: not a Home Assistant status", len(message.payload),
+                      message.topic)
+        elif message.payload == b"online" and self._debounce.request():
+            log.info("Home Assistant (re)started: announcing sensors again")
+
+    def stop(self) -> None:
+        self._debounce.cancel()

@@ -17,12 +17,30 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
+import ssl
 import threading
 import time
 
 from edged.publish.payloads import LinkState, MqttLink
+from edged.publish.tls import describe_tls_error
 
 REMINDER_SECONDS = 60.0
+
+
+def describe_error(exc: BaseException | None) -> str:
+    """One readable phrase for the exception of a failed connection attempt."""
+    if exc is None:
+        return "connection failed"
+    if isinstance(exc, ssl.SSLError):
+        return describe_tls_error(exc)
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve host: {exc.strerror}"
+    if isinstance(exc, (TimeoutError, socket.timeout)):
+        return "timed out"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror[:1].lower() + exc.strerror[1:]  # "Connection refused" → "connection refused"
+    return str(exc) or type(exc).__name__
 
 
 class Backoff:

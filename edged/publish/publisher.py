@@ -31,7 +31,7 @@ from edged.publish import thermal
 from edged.publish.cadence import CameraCadence
 from edged.publish.connection import Connection, Will
 from edged.publish.delivery import DeliveryWatch, stall_limit
-from edged.publish.homeassistant import HA_STATUS_PAYLOADS, Debounce, Discovery
+from edged.publish.homeassistant import Announcer, Discovery
 from edged.publish.payloads import (SCHEMA_VERSION, DetectionsPayload, FrameSize, MqttLink, State, Stats,
                                     StatusPayload, encode, iso_utc)
 from edged.publish.settings import MqttSettings, PublishSettings
@@ -63,10 +63,10 @@ class Publisher:
         self._settings = publish
         self._device_id = device_id
         self._version = version
-        self._discovery = None
+        self._homeassistant: Announcer | None = None
         if publish.homeassistant.enabled:
-            self._discovery = Discovery(publish.homeassistant, self._topics, device_id=device_id,
-                                        version=version)
+            discovery = Discovery(publish.homeassistant, self._topics, device_id=device_id, version=version)
+            self._homeassistant = Announcer(discovery, self._send_config, reannounce=self._reannounce)
         for camera in cameras:
             self.check_camera(camera)
         self._connection = Connection(mqtt_settings, client_id=client_id, persistent=True, environ=environ,
@@ -87,7 +87,6 @@ class Publisher:
         self._started = False
         self._to_jpeg = None
         self._delivery = DeliveryWatch()
-        self._reannounce = Debounce(self._reannounce_now)
 
     @property
     def topics(self) -> Topics:
@@ -122,7 +121,7 @@ class Publisher:
         """A camera name must be one topic level, and its longest topic must fit MQTT's limit."""
         check_camera(camera)
         longest = max(self._topics.longest(camera),
-                      self._discovery.longest(camera) if self._discovery is not None else 0)
+                      self._homeassistant.discovery.longest(camera) if self._homeassistant else 0)
         return check_room(camera, longest, self._topics.prefix)
 
     def health(self) -> str | None:
@@ -220,8 +219,6 @@ class Publisher:
             send_detections = state.wants_detections(self._settings.detections, counts, mono)
             snapshot = (connected and frame.image is not None
                         and state.wants_snapshot(self._settings.snapshot, counts, previous, mono))
-            sensors = (self._discovery.new_sensors(camera, list(counts))
-                       if connected and self._discovery is not None else [])
         if send_detections:
             payload = DetectionsPayload(
                 device=self._device_id, camera=camera, seq=frame.seq, captured_at=iso_utc(frame.captured_at),
@@ -232,7 +229,8 @@ class Publisher:
         if connected:
             for label, count in changes.items():
                 self._send_count(camera, label, count)
-            self._send_discovery(sensors)
+            if self._homeassistant is not None:
+                self._homeassistant.send(self._homeassistant.new_sensors(camera, list(counts)))
             if snapshot:
                 self._send_snapshot(camera, frame, detections)
 
@@ -240,12 +238,10 @@ class Publisher:
         self._send(self._topics.count(camera, label), str(count).encode(), qos=self._state_qos, retain=True,
                    properties=self._properties(edged_schema("count"), expires=False))
 
-    def _send_discovery(self, messages: list[tuple[str, bytes]]) -> None:
-        if self._discovery is None:
-            return
-        properties = self._properties(self._discovery.schema, expires=False)
-        for topic, config in messages:
-            self._send(topic, config, qos=self._state_qos, retain=True, properties=properties)
+    def _send_config(self, topic: str, config: bytes) -> None:
+        assert self._homeassistant is not None
+        self._send(topic, config, qos=self._state_qos, retain=True,
+                   properties=self._properties(self._homeassistant.discovery.schema, expires=False))
 
     def _send_snapshot(self, camera: str, frame: Frame, detections: list[Detection]) -> None:
         if self._to_jpeg is None:
@@ -272,11 +268,8 @@ class Publisher:
             if self._status.state != "offline":
                 self._status = msgspec.structs.replace(self._status, since=iso_utc(time.time()))
         self._send_state()
-        if self._discovery is not None:
-            self._client.subscribe(self._discovery.status_topic, qos=1)
-            self._client.message_callback_add(self._discovery.status_topic, self._on_homeassistant_status)
-            self._announce()
-            self._reannounce.ran()
+        if self._homeassistant is not None:
+            self._homeassistant.on_connected(self._client)
         timer = threading.Timer(REPUBLISH_DELAY_S, self._republish_state)
         timer.daemon = True
         if self._timer is not None:
@@ -296,23 +289,9 @@ class Publisher:
         for camera, label, count in counts:
             self._send_count(camera, label, count)
 
-    def _announce(self) -> None:
-        assert self._discovery is not None
-        with self._lock:
-            messages = self._discovery.all_sensors()
-        self._send_discovery(messages)
-
-    def _on_homeassistant_status(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        """HA's birth message: announce again — but only for its documented payload, and debounced."""
-        if message.payload not in HA_STATUS_PAYLOADS:
-            log.debug("ignored %d bytes on %s: not a Home Assistant status", len(message.payload),
-                      message.topic)
-        elif message.payload == b"online" and self._reannounce.request():
-            log.info("Home Assistant (re)started: announcing sensors again")
-
-    def _reannounce_now(self) -> None:
-        if self.connected:
-            self._announce()
+    def _reannounce(self) -> None:
+        if self.connected and self._homeassistant is not None:
+            self._homeassistant.announce()
             self._republish_state()
 
     def stop(self, timeout: float = 3.0) -> None:
@@ -320,7 +299,8 @@ class Publisher:
         disconnect; unconfirmed, end the session so that the broker publishes the Last Will instead."""
         if self._timer is not None:
             self._timer.cancel()
-        self._reannounce.cancel()
+        if self._homeassistant is not None:
+            self._homeassistant.stop()
         if not self._started:
             return
         self._started = False
