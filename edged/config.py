@@ -1,7 +1,8 @@
 """The daemon's configuration: one TOML file, strictly typed, every key with a documented default.
 
 Sections: `[device]`, `[detector]` (DetectorSettings), `[mqtt]` (MqttSettings),
-`[publish]` (PublishSettings), `[[cameras]]` and `[service]`. msgspec decodes
+`[publish]` (PublishSettings), `[tracking]` (TrackingSettings), `[[cameras]]`
+(with `[cameras.tracking]` overrides and `[[cameras.zones]]`) and `[service]`. msgspec decodes
 the file straight into these Structs, so a wrong type or an unknown key is
 rejected with its key path ("edged.toml: cameras[0].fps: Expected `float`…");
 a file that does not exist where `--config` points is an error too, but with
@@ -14,7 +15,7 @@ from __future__ import annotations
 import re
 import socket
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -22,6 +23,7 @@ from edged.detect.settings import DetectorSettings
 from edged.errors import ConfigError
 from edged.fields import documented
 from edged.publish.settings import MqttSettings, PublishSettings
+from edged.track.settings import TrackingSettings, ZoneSettings
 
 DEFAULT_PATH = Path("/etc/edged/edged.toml")
 CAMERA_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # one MQTT topic level, no wildcards or separators
@@ -63,6 +65,12 @@ class CameraConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     timeout_seconds: Annotated[float, documented(
         "Stream timeout", "Open and read timeout of network streams; a stream silent this long is "
         "reconnected.", gt=0.0)] = 10.0
+    tracking: Annotated[dict[str, Any], documented(
+        "Tracking overrides", "Any `[tracking]` key, for this camera only (e.g. `enabled = false`, "
+        "`lost_seconds = 5`).")] = {}
+    zones: Annotated[list[ZoneSettings], documented(
+        "Zones", "`[[cameras.zones]]` tables: named polygons whose occupancy is counted and whose entering "
+        "and leaving are events.")] = []
 
 
 class ServiceConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -99,6 +107,10 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         msgspec.field(default_factory=MqttSettings)
     publish: Annotated[PublishSettings, documented("Publish", "Topics and what goes on them.")] = \
         msgspec.field(default_factory=PublishSettings)
+    tracking: Annotated[TrackingSettings, documented(
+        "Tracking", "Object tracking, zones and events, for every camera (`[cameras.tracking]` overrides "
+        "per camera).")] = \
+        msgspec.field(default_factory=TrackingSettings)
     cameras: Annotated[list[CameraConfig], documented("Cameras", "One `[[cameras]]` table per camera.",
                                                   min_length=1)] = \
         msgspec.field(default_factory=lambda: [CameraConfig()])
@@ -114,9 +126,32 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         duplicate = next((name for name in names if names.count(name) > 1), None)
         if duplicate is not None:
             raise ValueError(f"camera name `{duplicate}` is used twice - at `$.cameras`")
+        for index, camera in enumerate(self.cameras):
+            zone_names = [zone.name for zone in camera.zones]
+            twice = next((name for name in zone_names if zone_names.count(name) > 1), None)
+            if twice is not None:
+                raise ValueError(f"zone name `{twice}` is used twice - at `$.cameras[{index}].zones`")
+            self._camera_tracking(index)
         if self.service.reconnect_max_seconds < self.service.reconnect_initial_seconds:
             raise ValueError(
                 "must be at least `reconnect_initial_seconds` - at `$.service.reconnect_max_seconds`")
+
+    def _camera_tracking(self, index: int) -> TrackingSettings:
+        overrides = self.cameras[index].tracking
+        if not overrides:
+            return self.tracking
+        try:
+            return msgspec.convert({**msgspec.to_builtins(self.tracking), **overrides}, type=TrackingSettings)
+        except msgspec.ValidationError as exc:
+            match = _KEY_PATH.match(str(exc))
+            assert match is not None
+            raise ValueError(f"{match.group('message')} - at `$.cameras[{index}].tracking"
+                             f"{match.group('path') or ''}`") from None
+
+    def tracking_for(self, camera: str) -> TrackingSettings:
+        """The `[tracking]` settings with this camera's overrides applied."""
+        index = next(i for i, c in enumerate(self.cameras) if c.name == camera)
+        return self._camera_tracking(index)
 
 
 _KEY_PATH = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)

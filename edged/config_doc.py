@@ -43,6 +43,8 @@ def toml_value(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, list):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"no TOML form for {value!r}")
 
 
@@ -79,17 +81,41 @@ def _table(header: str, struct: msgspec.Struct, kind: mi.StructType, doc: dict[s
     lines += _comment(f"{doc.get('title', header)}: {doc['description']}") if doc.get("description") else []
     lines.append(header)
     nested: list[tuple[str, msgspec.Struct, mi.StructType, dict[str, Any]]] = []
+    examples: list[tuple[str, mi.StructType, dict[str, Any]]] = []
     for field in kind.fields:
         field_kind, field_doc = _unwrap(field.type)
         value = getattr(struct, field.name)
         if isinstance(field_kind, mi.StructType):
             nested.append((field.name, value, field_kind, field_doc))
             continue
+        tables = isinstance(field_kind, mi.ListType) and isinstance(field_kind.item_type, mi.StructType)
+        if tables and not value:
+            examples.append((field.name, field_kind.item_type, field_doc))
+            continue
         lines.append("")
         lines += _describe(field.name, field_kind, field_doc, msgspec.to_builtins(value))
     path = header.strip("[]")
     for name, value, field_kind, field_doc in nested:
         lines += _table(f"[{path}.{name}]", value, field_kind, field_doc)
+    for name, item_kind, field_doc in examples:
+        lines += _commented_example(f"[[{path}.{name}]]", item_kind, field_doc)
+    return lines
+
+
+def _commented_example(header: str, kind: mi.StructType, doc: dict[str, Any]) -> list[str]:
+    """An array of tables that is empty by default (zones): every key shown commented out, with its
+    default or, for required keys, the example its field documents."""
+    lines = [""] + _comment(f"{doc.get('title', header)}: {doc.get('description', '')} None by default; "
+                            "an example:")
+    lines.append(f"# {header}")
+    for field in kind.fields:
+        field_kind, field_doc = _unwrap(field.type)
+        if field.required:
+            value = field_doc["examples"][0]
+        else:
+            value = field.default if field.default is not mi.NODEFAULT else field.default_factory()
+        described = _describe(field.name, field_kind, field_doc, msgspec.to_builtins(value))
+        lines += ["#", *described[:-1], f"# {described[-1]}"]
     return lines
 
 

@@ -62,10 +62,10 @@ def test_every_config_key_appears_in_the_example():
     tables: dict[str, list[str]] = {}
     current = ""
     for line in text.splitlines():
-        if line.startswith("["):
-            current = line.strip("[]")
-        elif key := re.match(r"^(\w+) = |^# (\w+) =    \(unset by default\)$", line):
-            tables.setdefault(current, []).append(key.group(1) or key.group(2))
+        if line.startswith(("[", "# [")):  # tables empty by default (zones) are shown commented out
+            current = line.removeprefix("# ").strip("[]")
+        elif key := re.match(r"^(\w+) = |^# (\w+) =    \(unset by default\)$|^# (\w+) = ", line):
+            tables.setdefault(current, []).append(key.group(1) or key.group(2) or key.group(3))
     for path in paths:
         table, _, key = path.rpartition(".")
         assert key in tables.get(table, []), f"{path} is missing from {EXAMPLE.name}"
