@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "classify": "name what image files show with a classifier (ImageNet, birds, ...)",
     "segment": "measure how much of each image every class covers (DeepLab), or overlay it",
     "bench": "measure invoke and full-pipeline speed on this machine",
+    "track": "replay MOTChallenge detections through the tracker, print the tracks",
     "watch": "subscribe to a device's topics and show what it publishes",
     "models": "list, fetch and verify models and sample photos",
     "dataset": "recorded frames: stats, export to COCO / VOC / YOLO, import corrected labels",
