@@ -33,20 +33,22 @@ def _text_color(background: tuple[int, int, int]) -> tuple[int, int, int]:
     return (0, 0, 0) if luminance > 140 else (255, 255, 255)
 
 
-def annotate(image: np.ndarray | Image.Image, detections: Iterable[Detection]) -> Image.Image:
-    """A copy of the RGB picture with each detection's box and "label score%" drawn on it."""
+def annotate(image: np.ndarray | Image.Image, detections: Iterable[Detection],
+             captions: Iterable[str] | None = None) -> Image.Image:
+    """A copy of the RGB picture with each detection's box and "label score%" (or its caption) drawn on it."""
     picture = (Image.fromarray(image) if isinstance(image, np.ndarray) else image).convert("RGB")
     draw = ImageDraw.Draw(picture)
     width, height = picture.size
     line = max(2, round(min(width, height) / 200))
     font = _font(max(12, round(min(width, height) / 32)))
+    captions = iter(captions) if captions is not None else None
     for detection in detections:
         color = _PALETTE[detection.class_id % len(_PALETTE)]
         x0, y0, x1, y1 = detection.box.to_pixels(width, height)
         x0, x1 = sorted((max(0, min(width - 1, x0)), max(0, min(width - 1, x1))))
         y0, y1 = sorted((max(0, min(height - 1, y0)), max(0, min(height - 1, y1))))
         draw.rectangle((x0, y0, x1, y1), outline=color, width=line)
-        text = f"{detection.label} {detection.score:.0%}"
+        text = next(captions) if captions is not None else f"{detection.label} {detection.score:.0%}"
         left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
         tab_w, tab_h = right - left + 2 * line, bottom - top + 2 * line
         tab_y = y0 - tab_h if y0 - tab_h >= 0 else y0  # above the box, or inside it at the top edge
@@ -56,10 +58,11 @@ def annotate(image: np.ndarray | Image.Image, detections: Iterable[Detection]) -
     return picture
 
 
-def to_jpeg(image: np.ndarray | Image.Image, detections: Iterable[Detection], quality: int = 80) -> bytes:
+def to_jpeg(image: np.ndarray | Image.Image, detections: Iterable[Detection], quality: int = 80,
+            captions: Iterable[str] | None = None) -> bytes:
     """The annotated picture as JPEG bytes (for snapshots published over MQTT)."""
     buffer = io.BytesIO()
-    annotate(image, detections).save(buffer, format="JPEG", quality=quality)
+    annotate(image, detections, captions).save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
 
 

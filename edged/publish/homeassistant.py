@@ -1,7 +1,12 @@
 """Home Assistant MQTT discovery: retained sensor configs so HA creates the entities by itself.
 
 One sensor per camera and label (state = the retained count topic), plus
-device-wide fps and backend sensors read from `…/stats` and `…/status`.
+device-wide fps and backend sensors read from `…/stats` and `…/status`. With
+tracking: per camera an `event` entity (event types new, update, end; the
+event's id, label and zones as attributes), per zone an occupancy
+binary_sensor, and per zone and label an occupancy binary_sensor and a count
+sensor. Keys follow Home Assistant's MQTT discovery schemas (sensor,
+binary_sensor, event).
 Availability follows the retained `…/status` (degraded still counts as
 available: detections keep coming, on the CPU). HA announces itself on
 `<prefix>/status` when it starts; the publisher then sends every config again,
@@ -24,16 +29,20 @@ import paho.mqtt.client as mqtt
 
 from edged.publish.settings import HomeAssistantSettings
 from edged.publish.topics import LABEL_LEVEL_MAX_BYTES, Topics, check_topic_name, label_level, topic_bytes
+from edged.track.settings import ZONE_NAME_MAX
 
 log = logging.getLogger("edged.mqtt")
 _PLAIN_ID = re.compile(r"^[A-Za-z0-9_-]+$")
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 _ID_HASH_CHARS = 8
 AVAILABILITY_TEMPLATE = "{{ 'online' if value_json.state in ('online', 'degraded') else 'offline' }}"
-COMPONENT = "sensor"
 REANNOUNCE_SECONDS = 10.0
 #: The only payloads HA's birth and last-will messages carry; anything else on its status topic is ignored.
 HA_STATUS_PAYLOADS = (b"online", b"offline")
+# HA's event entity wants a JSON object with `event_type`; the rest become the entity's attributes.
+EVENT_TEMPLATE = ("{{ {'event_type': value_json.type, 'id': value_json.id, 'label': value_json.label, "
+                  "'zones': value_json.zones, 'entered_zones': value_json.entered_zones, "
+                  "'best_score': value_json.best_score, 'reason': value_json.reason} | to_json }}")
 
 
 def id_part(name: str) -> str:
@@ -54,6 +63,11 @@ def object_id(camera: str, label: str) -> str:
     return f"{id_part(camera)}_{id_part(label_level(label))}"
 
 
+def zone_id(camera: str, zone: str) -> str:
+    """Per camera and zone: the object id of the zone's flag, and the stem of its per-label entities."""
+    return f"{id_part(camera)}_zone_{id_part(zone)}"
+
+
 class Discovery:
     """Builds discovery messages and remembers which sensors were announced."""
 
@@ -65,24 +79,29 @@ class Discovery:
         self.version = version
         self.node_id = f"edged_{id_part(device_id)}"
         self._announced: set[tuple[str, str]] = set()
+        self._event_cameras: set[str] = set()
+        self._zones: set[tuple[str, str]] = set()
+        self._zone_labels: set[tuple[str, str, str]] = set()
 
     @property
     def status_topic(self) -> str:
         """Where Home Assistant says `online` after it (re)starts."""
         return f"{self.settings.prefix}/status"
 
-    @property
-    def schema(self) -> str:
-        """The MQTT 5 `schema` user property of the configs: HA's discovery format for the component."""
-        return f"homeassistant/{COMPONENT}"
+    def schema(self, topic: str) -> str:
+        """The MQTT 5 `schema` user property of a config: HA's discovery format for its component
+        (`<prefix>/<component>/<node>/<object>/config`)."""
+        return f"homeassistant/{topic.split('/')[-4]}"
 
-    def config_topic(self, object_id_: str) -> str:
-        return f"{self.settings.prefix}/{COMPONENT}/{self.node_id}/{object_id_}/config"
+    def config_topic(self, object_id_: str, component: str = "sensor") -> str:
+        return f"{self.settings.prefix}/{component}/{self.node_id}/{object_id_}/config"
 
     def longest(self, camera: str) -> int:
-        """Bytes of the longest config topic a label can give this camera (for the config-time check)."""
+        """Bytes of the longest config topic this camera can get: a zone × label entity with the longest
+        zone name and label (for the config-time check)."""
         label_id = "x" * (LABEL_LEVEL_MAX_BYTES + 1 + _ID_HASH_CHARS)
-        return topic_bytes(self.config_topic(f"{id_part(camera)}_{label_id}"))
+        zone = "x" * (ZONE_NAME_MAX + 1 + _ID_HASH_CHARS)
+        return topic_bytes(self.config_topic(f"{zone_id(camera, zone)}_{label_id}_count", "binary_sensor"))
 
     def _common(self) -> dict:
         return {
@@ -92,9 +111,9 @@ class Discovery:
             "origin": {"name": "edged", "sw_version": self.version},
         }
 
-    def _message(self, object_id_: str, config: dict) -> tuple[str, bytes]:
+    def _message(self, object_id_: str, config: dict, component: str = "sensor") -> tuple[str, bytes]:
         payload = {**config, "unique_id": f"{self.node_id}_{object_id_}", **self._common()}
-        return self.config_topic(object_id_), json.dumps(payload, separators=(",", ":")).encode()
+        return self.config_topic(object_id_, component), json.dumps(payload, separators=(",", ":")).encode()
 
     def device_sensors(self) -> list[tuple[str, bytes]]:
         return [
@@ -122,10 +141,54 @@ class Discovery:
                 messages.append(self.label_sensor(camera, label))
         return messages
 
+    def event_entity(self, camera: str) -> tuple[str, bytes]:
+        return self._message(f"{id_part(camera)}_events", {
+            "name": f"{camera} events", "state_topic": self.topics.events(camera),
+            "event_types": ["new", "update", "end"], "value_template": EVENT_TEMPLATE,
+            "icon": "mdi:motion-sensor"}, "event")
+
+    def zone_occupied(self, camera: str, zone: str) -> tuple[str, bytes]:
+        return self._message(zone_id(camera, zone), {
+            "name": f"{camera} {zone} occupied", "state_topic": self.topics.occupied(camera, zone),
+            "payload_on": "true", "payload_off": "false", "device_class": "occupancy"}, "binary_sensor")
+
+    def zone_label_entities(self, camera: str, zone: str, label: str) -> list[tuple[str, bytes]]:
+        """A binary_sensor (someone of that label is in the zone) and a sensor (how many)."""
+        object_id_ = f"{zone_id(camera, zone)}_{id_part(label_level(label))}"
+        topic = self.topics.zone_count(camera, zone, label)
+        return [
+            self._message(object_id_, {
+                "name": f"{camera} {zone} {label}", "state_topic": topic, "device_class": "occupancy",
+                "value_template": "{{ 'ON' if value | int(0) > 0 else 'OFF' }}"}, "binary_sensor"),
+            self._message(f"{object_id_}_count", {
+                "name": f"{camera} {zone} {label} count", "state_topic": topic, "state_class": "measurement",
+                "icon": "mdi:counter"}),
+        ]
+
+    def new_tracking_entities(self, camera: str, zones: dict[str, list[str]]) -> list[tuple[str, bytes]]:
+        """Configs not announced yet: the camera's event entity, each zone's flag, each zone and label
+        (`zones`: zone → labels, the announced-up-front labels are added)."""
+        messages = []
+        if camera not in self._event_cameras:
+            self._event_cameras.add(camera)
+            messages.append(self.event_entity(camera))
+        for zone, labels in zones.items():
+            if (camera, zone) not in self._zones:
+                self._zones.add((camera, zone))
+                messages.append(self.zone_occupied(camera, zone))
+            for label in dict.fromkeys([*self.settings.labels, *labels]):
+                if (camera, zone, label) not in self._zone_labels:
+                    self._zone_labels.add((camera, zone, label))
+                    messages += self.zone_label_entities(camera, zone, label)
+        return messages
+
     def all_sensors(self) -> list[tuple[str, bytes]]:
         """Everything announced so far, for HA's restart and for every reconnect."""
-        labels = [self.label_sensor(camera, label) for camera, label in sorted(self._announced)]
-        return [*self.device_sensors(), *labels]
+        return [*self.device_sensors(), *(self.label_sensor(c, l) for c, l in sorted(self._announced)),
+                *(self.event_entity(c) for c in sorted(self._event_cameras)),
+                *(self.zone_occupied(c, z) for c, z in sorted(self._zones)),
+                *(message for camera, zone, label in sorted(self._zone_labels)
+                  for message in self.zone_label_entities(camera, zone, label))]
 
 
 class Debounce:
@@ -191,6 +254,10 @@ class Announcer:
     def new_sensors(self, camera: str, labels: list[str]) -> list[tuple[str, bytes]]:
         with self._lock:
             return self.discovery.new_sensors(camera, labels)
+
+    def new_tracking_entities(self, camera: str, zones: dict[str, list[str]]) -> list[tuple[str, bytes]]:
+        with self._lock:
+            return self.discovery.new_tracking_entities(camera, zones)
 
     def send(self, messages: list[tuple[str, bytes]]) -> None:
         for topic, config in messages:

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from edged.types import Detection
+from edged.types import Box, Detection
 
 SCHEMA_VERSION = 1
 SCHEMA_DIR = Path(__file__).with_name("schemas")
@@ -63,6 +63,38 @@ class DetectionsPayload(msgspec.Struct, kw_only=True):
     inference_ms: float
     frame: FrameSize
     detections: list[Detection]
+
+
+class EventPayload(msgspec.Struct, kw_only=True):
+    """`…/<camera>/events`: one step of a tracked object's event.
+
+    `new` once the object is confirmed, `update` when its zones, stationary
+    state or best score changed (`changed` says which), `end` when it has been
+    gone for `[tracking] lost_seconds` or edged stopped (`reason`). `id` is
+    unique across restarts; `track_id` counts per camera from 1 since start.
+    `box` and `score` are the latest, `zones` where it is (or was last seen),
+    `entered_zones` every zone it entered, in order. Times are UTC captures.
+    """
+
+    v: Literal[1] = 1
+    type: Literal["new", "update", "end"]
+    id: str
+    device: str
+    camera: str
+    track_id: int
+    label: str
+    score: float
+    best_score: float
+    box: Box
+    zones: list[str]
+    entered_zones: list[str]
+    first_seen: str
+    last_seen: str
+    stationary: bool
+    snapshot_at: str | None
+    changed: list[Literal["zones", "stationary", "best_score"]]
+    reason: Literal["lost", "stopped", "evicted", "reload"] | None
+    published_at: str
 
 
 class InferenceMs(msgspec.Struct):
@@ -143,6 +175,8 @@ SCHEMAS: dict[str, tuple[type | None, str]] = {
     f"detections.v{SCHEMA_VERSION}.json": (DetectionsPayload, "edged detections (`…/<camera>/detections`)"),
     f"stats.v{SCHEMA_VERSION}.json": (Stats, "edged stats (`…/stats`)"),
     f"count.v{SCHEMA_VERSION}.json": (None, "edged per-label count (retained `…/<camera>/<label>`)"),
+    f"events.v{SCHEMA_VERSION}.json": (EventPayload, "edged event (`…/<camera>/events`)"),
+    f"occupied.v{SCHEMA_VERSION}.json": (bool, "edged zone occupied (retained `…/<camera>/zones/<zone>`)"),
 }
 
 
@@ -167,6 +201,8 @@ def schema_documents() -> dict[str, dict[str, Any]]:
         if payload_type is None:
             body: dict[str, Any] = {"type": "integer", "minimum": 0,
                                     "description": "How many objects of that label the camera sees now."}
+        elif payload_type is bool:
+            body = {"type": "boolean", "description": "Whether any tracked object is in the zone now."}
         else:
             body = msgspec.json.schema(payload_type)
             _normalize(body)

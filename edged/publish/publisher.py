@@ -31,11 +31,13 @@ from edged.publish import thermal
 from edged.publish.cadence import CameraCadence
 from edged.publish.connection import Connection, Will
 from edged.publish.delivery import DeliveryWatch, stall_limit
+from edged.publish.events import EventPublisher
 from edged.publish.homeassistant import Announcer, Discovery
 from edged.publish.payloads import (SCHEMA_VERSION, DetectionsPayload, FrameSize, MqttLink, State, Stats,
                                     StatusPayload, encode, iso_utc)
 from edged.publish.settings import MqttSettings, PublishSettings
 from edged.publish.topics import Topics, check_camera, check_level, check_room, check_topic_name
+from edged.track.events import TrackUpdate
 from edged.types import Detection, Frame
 
 log = logging.getLogger("edged.mqtt")
@@ -87,6 +89,9 @@ class Publisher:
         self._started = False
         self._to_jpeg = None
         self._delivery = DeliveryWatch()
+        self._events = EventPublisher(publish.events, self._topics, device_id=device_id,
+                                      send=self._send_tracking, announcer=self._homeassistant,
+                                      initial_labels=publish.homeassistant.labels)
 
     @property
     def topics(self) -> Topics:
@@ -234,6 +239,18 @@ class Publisher:
             if snapshot:
                 self._send_snapshot(camera, frame, detections)
 
+    def publish_tracking(self, camera: str, frame: Frame | None, update: TrackUpdate) -> None:
+        """Events, best snapshots, zone occupancy (edged/publish/events.py); frame None when stopping."""
+        self._events.publish(camera, update, frame, connected=self.connected)
+
+    def _send_tracking(self, topic: str, payload: bytes, *, retain: bool, kind: str | None,
+                       content_type: str = "application/json", user: tuple[tuple[str, str], ...] = ()) -> None:
+        properties = self._properties(edged_schema(kind) if kind else None, expires=False,
+                                      content_type=content_type)
+        if properties is not None and user:
+            properties.UserProperty = list(user)  # paho appends to any user property already set
+        self._send(topic, payload, qos=self._state_qos, retain=retain, properties=properties)
+
     def _send_count(self, camera: str, label: str, count: int) -> None:
         self._send(self._topics.count(camera, label), str(count).encode(), qos=self._state_qos, retain=True,
                    properties=self._properties(edged_schema("count"), expires=False))
@@ -241,7 +258,7 @@ class Publisher:
     def _send_config(self, topic: str, config: bytes) -> None:
         assert self._homeassistant is not None
         self._send(topic, config, qos=self._state_qos, retain=True,
-                   properties=self._properties(self._homeassistant.discovery.schema, expires=False))
+                   properties=self._properties(self._homeassistant.discovery.schema(topic), expires=False))
 
     def _send_snapshot(self, camera: str, frame: Frame, detections: list[Detection]) -> None:
         if self._to_jpeg is None:
@@ -288,6 +305,8 @@ class Publisher:
                       for label, count in state.counts.items()]
         for camera, label, count in counts:
             self._send_count(camera, label, count)
+        for topic, payload, kind in self._events.state_messages():
+            self._send_tracking(topic, payload, retain=True, kind=kind)
 
     def _reannounce(self) -> None:
         if self.connected and self._homeassistant is not None:

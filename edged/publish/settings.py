@@ -123,6 +123,23 @@ class SnapshotSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     quality: Annotated[int, documented("JPEG quality", "1-95.", ge=1, le=95)] = 80
 
 
+class EventsSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """What goes with tracked-object events (`[tracking]`): their best snapshots."""
+
+    snapshots: Annotated[bool, documented(
+        "Best snapshots", "Keep each event's best picture (highest score weighted by box size, not cut off "
+        "by the frame's edge), annotated with the tracked box and id, and publish it retained on "
+        "`…/<camera>/events/snapshot` when the event ends. Held as JPEG: one per live event.")] = True
+    snapshot_on_new: Annotated[bool, documented(
+        "Snapshot on new", "Also publish the first snapshot when an event starts.")] = False
+    quality: Annotated[int, documented("JPEG quality", "1-95.", ge=1, le=95)] = 80
+    save_dir: Annotated[str | None, documented(
+        "Save directory", "Also save each event's best snapshot as `<dir>/<camera>/<event id>.jpg`; the "
+        "oldest files are deleted beyond `save_quota_mb`.")] = None
+    save_quota_mb: Annotated[float, documented(
+        "Save quota", "Most megabytes of saved snapshots kept in `save_dir`.", gt=0)] = 200.0
+
+
 class HomeAssistantSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Home Assistant MQTT discovery: one sensor per camera and label."""
 
@@ -150,5 +167,7 @@ class PublishSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         "Stats interval", "Seconds between `…/stats` messages.", gt=0)] = 30.0
     snapshot: Annotated[SnapshotSettings, documented(
         "Snapshots", "Annotated JPEG snapshots.")] = msgspec.field(default_factory=SnapshotSettings)
+    events: Annotated[EventsSettings, documented(
+        "Events", "Snapshots of tracked-object events.")] = msgspec.field(default_factory=EventsSettings)
     homeassistant: Annotated[HomeAssistantSettings, documented(
         "Home Assistant", "MQTT discovery.")] = msgspec.field(default_factory=HomeAssistantSettings)

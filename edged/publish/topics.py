@@ -1,4 +1,6 @@
-"""The topic tree: `<prefix>/status`, `<prefix>/stats`, `<prefix>/<camera>/{detections,snapshot,<label>}`.
+"""The topic tree: `<prefix>/status`, `<prefix>/stats`, `<prefix>/<camera>/{detections,snapshot,<label>}`,
+and with tracking `<prefix>/<camera>/events`, `…/events/snapshot`, `…/zones/<zone>` (occupied) and
+`…/zones/<zone>/<label>` (count).
 
 One class builds topics for the publisher and parses them back for `edged
 watch`, so both always agree. The prefix is a template with `{device_id}` as
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 from edged.errors import ConfigError
 
 DEVICE_PLACEHOLDER = "{device_id}"
-RESERVED_CAMERA_LEVELS = {"detections", "snapshot"}
+RESERVED_CAMERA_LEVELS = {"detections", "snapshot", "events", "zones"}
 TOPIC_MAX_BYTES = 65535  # MQTT: a topic is a UTF-8 string with a 16-bit length
 LABEL_LEVEL_MAX_BYTES = 128  # longer labels are cut (with a hash) so topic room can be checked at config time
 # Room kept below each camera level for what edged builds there: a label level (at most
@@ -56,9 +58,13 @@ def label_level(label: str) -> str:
     Labels come from model files, not from the config, so they are mapped rather
     than refused: `/`, `+`, `#`, spaces and control characters become `_`, and a
     label longer than LABEL_LEVEL_MAX_BYTES is cut and ends in a short hash of
-    the whole label, so no label can make a topic the broker rejects.
+    the whole label, so no label can make a topic the broker rejects. A label
+    named like a reserved level (`events`, `zones`, …) gets a trailing `_` so it
+    never collides with it.
     """
     level = _UNSAFE.sub("_", label.strip()) or "_"
+    if level in RESERVED_CAMERA_LEVELS:
+        return f"{level}_"
     if len(level.encode()) <= LABEL_LEVEL_MAX_BYTES:
         return level
     digest = hashlib.sha256(label.encode("utf-8", "surrogatepass")).hexdigest()[:8]
@@ -103,12 +109,14 @@ def topic_bytes(*parts: str) -> int:
 
 @dataclass(frozen=True)
 class Parsed:
-    """What a topic under the prefix means: `kind` is status, stats, detections, snapshot or count."""
+    """What a topic under the prefix means: `kind` is status, stats, detections, snapshot, count, events,
+    event_snapshot, occupied (a zone's flag) or zone_count."""
 
     device: str
     kind: str
     camera: str | None = None
     label: str | None = None
+    zone: str | None = None
 
 
 class Topics:
@@ -152,6 +160,18 @@ class Topics:
         """Bytes of the longest topic edged may build for this camera (SUBTOPIC_RESERVE_BYTES below it)."""
         return topic_bytes(self.prefix, camera, "x" * SUBTOPIC_RESERVE_BYTES)
 
+    def events(self, camera: str) -> str:
+        return f"{self.prefix}/{camera}/events"
+
+    def event_snapshot(self, camera: str) -> str:
+        return f"{self.prefix}/{camera}/events/snapshot"
+
+    def occupied(self, camera: str, zone: str) -> str:
+        return f"{self.prefix}/{camera}/zones/{zone}"
+
+    def zone_count(self, camera: str, zone: str, label: str) -> str:
+        return f"{self.prefix}/{camera}/zones/{zone}/{label_level(label)}"
+
     def parse(self, topic: str) -> Parsed | None:
         """Meaning of a topic below the prefix; None for anything else (other apps' topics)."""
         levels = topic.split("/")
@@ -172,6 +192,12 @@ class Topics:
             if leaf in RESERVED_CAMERA_LEVELS:
                 return Parsed(device, leaf, camera=camera)
             return Parsed(device, "count", camera=camera, label=leaf)
+        if rest[1:] == ["events", "snapshot"]:
+            return Parsed(device, "event_snapshot", camera=rest[0])
+        if len(rest) == 3 and rest[1] == "zones":
+            return Parsed(device, "occupied", camera=rest[0], zone=rest[2])
+        if len(rest) == 4 and rest[1] == "zones":
+            return Parsed(device, "zone_count", camera=rest[0], zone=rest[2], label=rest[3])
         return None
 
 

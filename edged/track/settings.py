@@ -14,7 +14,8 @@ import msgspec
 from edged.fields import documented
 from edged.track.zones import crossing_edges
 
-ZONE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # one MQTT topic level under `…/<camera>/zones/`
+ZONE_NAME_MAX = 64  # keeps every zone topic and Home Assistant id within the room kept below a camera
+ZONE_NAME = rf"^[A-Za-z0-9][A-Za-z0-9_.-]{{0,{ZONE_NAME_MAX - 1}}}$"  # one topic level under `…/<camera>/zones/`
 Unit = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 
 
