@@ -23,6 +23,7 @@ def main(args: argparse.Namespace) -> int:
     from edged.config_doc import render_example
     from edged.errors import ConfigError
     from edged.service.runtime import make_publisher
+    from edged.service.tracking import check_labels
     from edged.sources.factory import create_source
 
     if args.action == "example":
@@ -40,6 +41,7 @@ def main(args: argparse.Namespace) -> int:
             raise ConfigError(f"{path}: cameras[{index}].source: {exc}") from None
     try:  # broker URLs, TLS files, credentials: checked as `edged run` checks them, nothing is sent
         make_publisher(config)
+        check_labels(config)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     cameras = ", ".join(f"{c.name} ({c.source})" for c in config.cameras)

@@ -19,12 +19,13 @@ import json
 import re
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TextIO
 
 import msgspec
 
-from edged.publish.payloads import SCHEMA_VERSION, DetectionsPayload, Stats, StatusPayload
+from edged.publish.payloads import SCHEMA_VERSION, DetectionsPayload, EventPayload, Stats, StatusPayload
 from edged.publish.topics import Parsed, Topics
 
 _DECODERS: dict[str, msgspec.json.Decoder] = {
@@ -32,6 +33,9 @@ _DECODERS: dict[str, msgspec.json.Decoder] = {
     "stats": msgspec.json.Decoder(Stats),
     "detections": msgspec.json.Decoder(DetectionsPayload),
     "count": msgspec.json.Decoder(Annotated[int, msgspec.Meta(ge=0)]),
+    "zone_count": msgspec.json.Decoder(Annotated[int, msgspec.Meta(ge=0)]),
+    "occupied": msgspec.json.Decoder(bool),
+    "events": msgspec.json.Decoder(EventPayload),
 }
 # C0/C1 controls and DEL, and the bidirectional overrides that reorder what a terminal shows.
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
@@ -76,6 +80,23 @@ class Device:
     last_detections: dict[str, tuple[float, str]] = field(default_factory=dict)
     invalid: int = 0
     last_invalid: str = ""
+    tracks: dict[str, dict[str, str]] = field(default_factory=dict)  # camera → event id → live track line
+    events: dict[str, deque] = field(default_factory=dict)  # camera → the last few event lines
+    zones: dict[str, dict[str, str]] = field(default_factory=dict)  # camera → zone → "occupied" / "empty"
+
+
+def describe_event(event: EventPayload) -> str:
+    """`new person #3 0.82 in driveway (id …)`; updates say what changed, ends why."""
+    text = f"{event.type} {printable(event.label)} #{event.track_id} {event.best_score:.2f}"
+    if event.zones:
+        text += f" in {','.join(printable(zone) for zone in event.zones)}"
+    if event.stationary:
+        text += " stationary"
+    if event.changed:
+        text += f" changed={','.join(event.changed)}"
+    if event.reason:
+        text += f" reason={event.reason}"
+    return f"{text} (id {printable(event.id)})"
 
 
 def summarize(detections: DetectionsPayload) -> str:
@@ -127,6 +148,28 @@ class LinesView:
             return f"{camera} detections {summarize(value)}"
         if parsed.kind == "snapshot":
             return f"{camera} snapshot {size} bytes"
+        return self.update_tracking(device, parsed, value, size)
+
+    def update_tracking(self, device: Device, parsed: Parsed, value: Any, size: int) -> str | None:
+        camera = printable(parsed.camera)
+        if isinstance(value, EventPayload):
+            line = describe_event(value)
+            live = device.tracks.setdefault(camera, {})
+            if value.type == "end":
+                live.pop(value.id, None)
+            else:
+                live[value.id] = line.split(" ", 1)[1]
+            device.events.setdefault(camera, deque(maxlen=5)).append(f"{time.strftime('%H:%M:%S')} {line}")
+            return f"{camera} event {line}"
+        if parsed.kind == "event_snapshot":
+            return f"{camera} event snapshot {size} bytes"
+        zone = printable(parsed.zone)
+        if parsed.kind == "occupied":
+            state = "occupied" if value else "empty"
+            device.zones.setdefault(camera, {})[zone] = state
+            return f"{camera} zone {zone} {state}"
+        if parsed.kind == "zone_count":
+            return f"{camera} zone {zone} {printable(parsed.label)}={value}"
         return None
 
     def emit(self, line: str) -> None:
@@ -206,13 +249,18 @@ class ScreenView(LinesView):
                          f"{stats.inference_ms.p95} ms  dropped frames {stats.frames_dropped}  publish "
                          f"{stats.publish_dropped}  mqtt {stats.mqtt.state}"
                          + (f"  cpu {temp}°C" if temp is not None else ""))
-        for camera in sorted({*device.counts, *device.last_detections}):
+        for camera in sorted({*device.counts, *device.last_detections, *device.events}):
             per_label = sorted(device.counts.get(camera, {}).items())
             counts = "  ".join(f"{label} {count}" for label, count in per_label)
             lines.append(f"    {camera}: {counts or '-'}")
             if camera in device.last_detections:
                 at, summary = device.last_detections[camera]
                 lines.append(f"        last {summary}, {time.monotonic() - at:.0f} s ago")
+            zones = "  ".join(f"{zone} {state}" for zone, state in sorted(device.zones.get(camera, {}).items()))
+            if zones:
+                lines.append(f"        zones: {zones}")
+            lines += [f"        track {line}" for line in device.tracks.get(camera, {}).values()]
+            lines += [f"        event {line}" for line in device.events.get(camera, ())]
         if device.invalid:
             lines.append(f"    INVALID messages: {device.invalid}, last: {device.last_invalid}")
         lines.append("")

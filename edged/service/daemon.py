@@ -25,6 +25,7 @@ from edged.publish.private_broker import PrivateBroker
 from edged.publish.settings import DEFAULT_BROKER
 from edged.service.journal import setup_logging
 from edged.service.runtime import Runtime, make_publisher, start_runtime
+from edged.service.tracking import detector_settings
 from edged.service.systemd import Notifier, Watchdog
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ def same_inference(old: Config, new: Config) -> bool:
     """The running workers serve the new config as they are: keep them (no model reload)."""
     keys = ("frame_timeout_seconds", "cpu_standby")
     same_service = all(getattr(old.service, key) == getattr(new.service, key) for key in keys)
-    return old.detector == new.detector and same_service
+    return detector_settings(old) == detector_settings(new) and same_service
 
 
 class Daemon:
@@ -116,6 +117,7 @@ class Daemon:
         if runtime is not None:
             log.info("stopping: finishing the frame in flight")
             runtime.pipeline.stop(timeout=max(0.5, deadline - time.monotonic() - 1.5))
+            runtime.end_events("stopped")
             runtime.publisher.stop(timeout=max(0.5, deadline - time.monotonic() - 0.5))
             runtime.inference.close()
         if self.broker is not None:
@@ -183,6 +185,7 @@ class Daemon:
             return
         log.info("reload: applying the new configuration")
         old.pipeline.stop(timeout=2.0)
+        old.end_events("reload")
         inference = old.inference if same_inference(old.config, new) else None
         if inference is None:
             old.inference.close()

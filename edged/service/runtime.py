@@ -21,6 +21,7 @@ from edged.publish.publisher import Publisher
 from edged.service.inference import Inference
 from edged.service.pipeline import CameraRun, Pipeline
 from edged.service.stats import PipelineStats
+from edged.service.tracking import Tracking, check_labels, detector_settings
 from edged.sources.base import Source, SourceError
 from edged.sources.factory import create_source
 from edged.types import Frame
@@ -77,6 +78,13 @@ class Runtime:
     inference: Inference
     pipeline: Pipeline
     stats: PipelineStats
+    tracking: Tracking
+
+    def end_events(self, reason: str) -> None:
+        """Close every open event (edged stopping, configuration replaced): ends and zone counts at 0 are
+        published. Call after the pipeline stopped, before the publisher does."""
+        for camera, update in self.tracking.close(reason).items():
+            self.publisher.publish_tracking(camera, None, update)
 
     @property
     def model(self) -> str:
@@ -100,12 +108,14 @@ def start_runtime(config: Config, *, alive: Callable[[], object],
                   watchdog_seconds: float = 0.0, on_change: Callable[[], None] = lambda: None) -> Runtime:
     """Build and start everything `config` describes (reusing a running `publisher` and `inference` when
     given); on failure nothing this call started is left running."""
+    check_labels(config)
     publisher = publisher or make_publisher(config)
     sources = make_sources(config.cameras)
     stats = PipelineStats(window_seconds=config.publish.stats_interval_seconds)
     reused = inference is not None
     if inference is None:
-        inference = Inference(config.detector, frame_timeout=frame_timeout(config, watchdog_seconds),
+        inference = Inference(detector_settings(config),
+                              frame_timeout=frame_timeout(config, watchdog_seconds),
                               cpu_standby=config.service.cpu_standby, on_change=on_change)
         inference.start()
     info = inference.info
@@ -116,9 +126,15 @@ def start_runtime(config: Config, *, alive: Callable[[], object],
             inference.close()
         raise
 
+    tracking = Tracking(config)
+
     def publish(frame: Frame, result: WorkerResult, backend: str, model: str) -> None:
-        publisher.publish_frame(frame.source, frame, result.detections, inference_ms=result.inference_ms,
+        update = tracking.update(frame, result.detections)
+        detections = tracking.reported(result.detections) if tracking else result.detections
+        publisher.publish_frame(frame.source, frame, detections, inference_ms=result.inference_ms,
                                 backend=backend, model=model)
+        if update is not None:
+            publisher.publish_tracking(frame.source, frame, update)
 
     runs = [CameraRun(source, fps_cap(camera, source),
                       config.detector.resize if camera.resize == "default" else camera.resize,
@@ -130,4 +146,4 @@ def start_runtime(config: Config, *, alive: Callable[[], object],
     service = config.service
     pipeline = Pipeline(runs, inference, publish, stats=stats, alive=alive,
                         reconnect=(service.reconnect_initial_seconds, service.reconnect_max_seconds))
-    return Runtime(config, publisher, inference, pipeline, stats)
+    return Runtime(config, publisher, inference, pipeline, stats, tracking)
