@@ -41,7 +41,7 @@ def toml_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
@@ -81,24 +81,26 @@ def _table(header: str, struct: msgspec.Struct, kind: mi.StructType, doc: dict[s
     lines += _comment(f"{doc.get('title', header)}: {doc['description']}") if doc.get("description") else []
     lines.append(header)
     nested: list[tuple[str, msgspec.Struct, mi.StructType, dict[str, Any]]] = []
-    examples: list[tuple[str, mi.StructType, dict[str, Any]]] = []
+    examples: list[tuple[str, mi.StructType, dict[str, Any], list]] = []  # arrays of tables (zones)
     for field in kind.fields:
         field_kind, field_doc = _unwrap(field.type)
         value = getattr(struct, field.name)
         if isinstance(field_kind, mi.StructType):
             nested.append((field.name, value, field_kind, field_doc))
             continue
-        tables = isinstance(field_kind, mi.ListType) and isinstance(field_kind.item_type, mi.StructType)
-        if tables and not value:
-            examples.append((field.name, field_kind.item_type, field_doc))
+        if isinstance(field_kind, mi.ListType) and isinstance(field_kind.item_type, mi.StructType):
+            examples.append((field.name, field_kind.item_type, field_doc, value))
             continue
         lines.append("")
         lines += _describe(field.name, field_kind, field_doc, msgspec.to_builtins(value))
     path = header.strip("[]")
     for name, value, field_kind, field_doc in nested:
         lines += _table(f"[{path}.{name}]", value, field_kind, field_doc)
-    for name, item_kind, field_doc in examples:
-        lines += _commented_example(f"[[{path}.{name}]]", item_kind, field_doc)
+    for name, item_kind, field_doc, items in examples:
+        for item in items:
+            lines += _table(f"[[{path}.{name}]]", item, item_kind, field_doc)
+        if not items:
+            lines += _commented_example(f"[[{path}.{name}]]", item_kind, field_doc)
     return lines
 
 

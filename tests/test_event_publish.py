@@ -164,3 +164,15 @@ def test_tracking_topics_parse_back_and_labels_never_collide_with_them():
     mine = Topics("edged/{device_id}", "pi1")
     for label in ("events", "zones", "snapshot", "detections"):  # a custom model's label named like a level
         assert topics.parse(mine.count("front", label)) == Parsed("pi1", "count", "front", f"{label}_")
+
+
+def test_camera_snapshots_caption_tracked_objects_with_their_id():
+    from edged.service.tracking import captions
+
+    tracker = CameraTracker(TrackingSettings(min_hits=2))
+    stray = Detection("cat", 16, 0.6, Box(0.7, 0.1, 0.8, 0.2))
+    update = tracker.update(0.0, 0.0, [walker(0.3)])
+    assert captions([walker(0.3)], update) == ["person 80%"]  # not confirmed yet: no id
+    frame = [walker(0.32), stray]
+    update = tracker.update(0.2, 0.2, frame)
+    assert captions(frame, update) == ["person #1 80%", "cat 60%"]

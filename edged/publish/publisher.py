@@ -209,7 +209,7 @@ class Publisher:
         self._delivery.confirm()
 
     def publish_frame(self, camera: str, frame: Frame, detections: list[Detection], *, inference_ms: float,
-                      backend: str, model: str) -> None:
+                      backend: str, model: str, captions: list[str] | None = None) -> None:
         """Detections (per the mode), changed per-label counts, HA sensors for new labels, snapshot."""
         now, mono = time.time(), time.monotonic()
         counts = Counter(detection.label for detection in detections)
@@ -237,7 +237,7 @@ class Publisher:
             if self._homeassistant is not None:
                 self._homeassistant.send(self._homeassistant.new_sensors(camera, list(counts)))
             if snapshot:
-                self._send_snapshot(camera, frame, detections)
+                self._send_snapshot(camera, frame, detections, captions)
 
     def publish_tracking(self, camera: str, frame: Frame | None, update: TrackUpdate) -> None:
         """Events, best snapshots, zone occupancy (edged/publish/events.py); frame None when stopping."""
@@ -260,11 +260,13 @@ class Publisher:
         self._send(topic, config, qos=self._state_qos, retain=True,
                    properties=self._properties(self._homeassistant.discovery.schema(topic), expires=False))
 
-    def _send_snapshot(self, camera: str, frame: Frame, detections: list[Detection]) -> None:
+    def _send_snapshot(self, camera: str, frame: Frame, detections: list[Detection],
+                       captions: list[str] | None = None) -> None:
         if self._to_jpeg is None:
             from edged.annotate import to_jpeg  # Pillow drawing: only loaded when snapshots are on
             self._to_jpeg = to_jpeg
-        jpeg = self._to_jpeg(frame.image, detections, quality=self._settings.snapshot.quality)
+        jpeg = self._to_jpeg(frame.image, detections, quality=self._settings.snapshot.quality,
+                             captions=captions)
         self._send(self._topics.snapshot(camera), jpeg, qos=self._state_qos, retain=True,
                    properties=self._properties(None, expires=False, content_type="image/jpeg"))
 

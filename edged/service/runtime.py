@@ -21,7 +21,7 @@ from edged.publish.publisher import Publisher
 from edged.service.inference import Inference
 from edged.service.pipeline import CameraRun, Pipeline
 from edged.service.stats import PipelineStats
-from edged.service.tracking import Tracking, check_labels, detector_settings
+from edged.service.tracking import Tracking, captions, check_labels, detector_settings
 from edged.sources.base import Source, SourceError
 from edged.sources.factory import create_source
 from edged.types import Frame
@@ -132,7 +132,8 @@ def start_runtime(config: Config, *, alive: Callable[[], object],
         update = tracking.update(frame, result.detections)
         detections = tracking.reported(result.detections) if tracking else result.detections
         publisher.publish_frame(frame.source, frame, detections, inference_ms=result.inference_ms,
-                                backend=backend, model=model)
+                                backend=backend, model=model,
+                                captions=captions(detections, update) if update is not None else None)
         if update is not None:
             publisher.publish_tracking(frame.source, frame, update)
 

@@ -62,6 +62,13 @@ def check_labels(config: Config) -> None:
                               "has no such label (`edged models list` names its labels file)")
 
 
+def captions(detections: list[Detection], update: TrackUpdate) -> list[str]:
+    """Snapshot captions: "person #3 82%" for detections a confirmed track matched, "person 82%" else."""
+    ids = {id(o.detection): o.track_id for o in update.objects if o.detection is not None and o.seen_now}
+    return [f"{d.label} #{ids[id(d)]} {d.score:.0%}" if id(d) in ids else f"{d.label} {d.score:.0%}"
+            for d in detections]
+
+
 class Tracking:
     """Per-camera trackers; `update` from the publish thread, `close` from the daemon when stopping."""
 

@@ -22,7 +22,7 @@ from typing import Literal
 from edged.track.settings import TrackingSettings, ZoneSettings
 from edged.track.tracker import Track, Tracker
 from edged.track.zones import Zone
-from edged.types import Box
+from edged.types import Box, Detection
 
 EventType = Literal["new", "update", "end"]
 EDGE_MARGIN = 0.01  # a box this close to the picture's border is cut off: a poor snapshot
@@ -93,6 +93,7 @@ class TrackedObject:
     zones: tuple[str, ...]
     stationary: bool
     seen_now: bool
+    detection: Detection | None = None  # what it matched in this frame (snapshots caption it with the id)
 
 
 @dataclass(slots=True)
@@ -163,7 +164,7 @@ class CameraTracker:
 
     def objects(self) -> list[TrackedObject]:
         return [TrackedObject(t.track.id, t.event_id, t.track.label, t.track.score, t.track.box, t.zones,
-                              t.stationary, t.track.matched) for t in self._live.values()]
+                              t.stationary, t.track.matched, t.track.detection) for t in self._live.values()]
 
     def zone_counts(self) -> dict[str, Counter]:
         counts: dict[str, Counter] = {zone.name: Counter() for zone in self.zones}
