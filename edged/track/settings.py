@@ -30,11 +30,12 @@ class TrackingSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True,
         "Lost after", "A track not seen for this long (capture time) ends, and so does its event; until then "
         "it survives missed frames and occlusions.", gt=0.0)] = 2.0
     min_hits: Annotated[int, documented(
-        "Confirmation", "Frames in a row a new object must be seen before it becomes a track with an event: "
-        "a one-frame false positive never does.", ge=1, le=100)] = 3
+        "Confirmation", "Frames a new object must be seen in (missing at most one in between, and "
+        "once with at least `high_score`) before it becomes a track with an event: a one-frame false "
+        "positive never does.", ge=1, le=100)] = 2
     high_score: Annotated[float, documented(
-        "High score", "Detections at least this good are matched first and may start new tracks.",
-        ge=0.0, le=1.0)] = 0.5
+        "High score", "Detections at least this good are matched first; a new object needs one to "
+        "be confirmed.", ge=0.0, le=1.0)] = 0.5
     low_score: Annotated[float, documented(
         "Low score", "Detections between this and `high_score` only keep existing tracks alive through a dip "
         "(ByteTrack's second stage); the detector reports down to this score while tracking is on, "

@@ -3,17 +3,20 @@
 Each frame, every track's Kalman state is predicted to the frame's capture
 time, then
 1. confirmed tracks take the high-score detections (IoU ≥ `match_iou`),
-2. confirmed tracks seen last frame and still unmatched take low-score
-   detections (IoU ≥ `low_match_iou`): an object whose score dips stays tracked,
+2. confirmed tracks still unmatched take low-score detections
+   (IoU ≥ `low_match_iou`): an object whose score dips stays tracked,
 3. new (tentative) tracks take what high-score detections are left, then
    low-score ones, by overlap of boxes grown by how far an object may have
    walked since the last frame (NEW_OBJECT_SPEED): a new track has no
    velocity yet, and at 2 fps a walking person may not overlap itself from
    one frame to the next;
-a tentative track that misses a frame is dropped, one matched `min_hits`
-frames in a row is confirmed and gets its id, and a confirmed track not seen
-for `lost_seconds` is removed. Labels are kept apart: a cat never continues a
-person's track. Only confirmed tracks are reported.
+4. detections left over start tentative tracks.
+A tentative track that misses two frames in a row is dropped; one matched
+`min_hits` times, at least once with a high score, is confirmed and gets its
+id (a low-score first sighting still counts towards it, so the event starts a
+frame earlier); a confirmed track not seen for `lost_seconds` is removed.
+Labels are kept apart: a cat never continues a person's track. Only
+confirmed tracks are reported.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ class Track:
     first_seen: float
     last_seen: float
     id: int = 0  # given at confirmation, so reported ids count 1, 2, 3 …
+    peak: float = 0.0  # best score so far: confirmation needs one at least high_score
     hits: int = 1
     matched: bool = True  # matched a detection in the latest frame
     detection: Detection | None = None  # what it matched in the latest frame
@@ -102,6 +106,8 @@ class Tracker:
             unsure = [i for i in tentative if i not in matches]
             left_low = [j for j in low if j not in matches.values()]
             self._match(buffered, unsure, left_low, settings.low_match_iou, matches)
+        taken = set(matches.values())
+        left_low = [j for j in low if j not in taken]
         rows = np.fromiter(matches, dtype=np.intp, count=len(matches))
         motion.correct(self._state, rows, boxes[[matches[i] for i in matches]])
         filtered = motion.boxes(self._state[rows]).tolist()
@@ -121,7 +127,7 @@ class Tracker:
                 step.removed.append((track, "lost"))
         self.tracks = [self.tracks[i] for i in keep]
         self._state = self._state[keep]
-        for j in left_high:
+        for j in left_high + left_low:
             self._start(detections[j], boxes[j], now, step)
         return step
 
@@ -158,17 +164,19 @@ class Tracker:
         track.matched = True
         track.detection = detection
         track.hits += 1
-        if not track.confirmed and track.hits >= self.settings.min_hits:
+        track.peak = max(track.peak, detection.score)
+        settings = self.settings
+        if not track.confirmed and track.hits >= settings.min_hits and track.peak >= settings.high_score:
             self._confirm(track, step)
 
     def _start(self, detection: Detection, box: np.ndarray, now: float, step: Step) -> None:
         if len(self.tracks) >= self.settings.max_tracks and not self._make_room(step):
             return
         track = Track(detection.label, detection.box, detection.score, first_seen=now, last_seen=now,
-                      detection=detection)
+                      detection=detection, peak=detection.score)
         self.tracks.append(track)
         self._state = np.concatenate((self._state, motion.start(box[None, :])))
-        if self.settings.min_hits <= 1:
+        if self.settings.min_hits <= 1 and track.peak >= self.settings.high_score:
             self._confirm(track, step)
 
     def _make_room(self, step: Step) -> bool:
