@@ -2,9 +2,10 @@
 
 Greedy is what norfair (Frigate's tracker) does too. With boxes gated by IoU
 it rarely differs from an optimal (Hungarian) assignment — pairs are few and
-mostly unambiguous — and it needs no dependency: scipy is ~40 MB on a Pi, and
-`lap` has no wheels for 32-bit Pi OS. The tracking benchmark measures the
-difference against scipy's optimal solver (tests/benchmarks/bench_tracking.py).
+mostly unambiguous — and it needs no dependency: scipy adds tens of MB to a
+Pi's install and `lap` a compiled extension. The tracking benchmark measures
+the difference against scipy's optimal solver (tests/benchmarks/bench_tracking.py):
+at most 0.001 IDF1.
 """
 
 from __future__ import annotations
