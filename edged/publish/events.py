@@ -178,8 +178,12 @@ class EventPublisher:
 
 
 def _rounded(box: Box) -> Box:
-    """Filtered boxes carry float noise; 5 decimals are a tenth of a pixel at 4K, like detections."""
-    return Box(round(box.xmin, 5), round(box.ymin, 5), round(box.xmax, 5), round(box.ymax, 5))
+    """Filtered boxes carry float noise and may overshoot the picture a little: clipped to 0..1 like
+    detections, 5 decimals (a tenth of a pixel at 4K)."""
+    def unit(value: float) -> float:
+        return round(min(1.0, max(0.0, value)), 5)
+
+    return Box(unit(box.xmin), unit(box.ymin), unit(box.xmax), unit(box.ymax))
 
 
 def _flag(value: bool) -> bytes:

@@ -19,7 +19,8 @@ from pathlib import Path
 import msgspec
 
 from edged.config import Config
-from edged.detect.models import load_manifest, packaged_labels, read_labels
+from edged.detect.labels import read_labels
+from edged.detect.models import load_manifest, packaged_labels
 from edged.detect.settings import DetectorSettings
 from edged.errors import ConfigError, EdgedError
 from edged.track.events import CameraTracker, TrackUpdate

@@ -32,6 +32,7 @@ class MotBox:
     score: float
 
     def detection(self) -> Detection:
+        """In pixels: the tracker is scale-free, and these boxes never go on the wire (where Box is 0..1)."""
         return Detection(MOT_LABEL, 0, self.score, Box(self.x, self.y, self.x + self.w, self.y + self.h))
 
 
