@@ -90,6 +90,9 @@ def test_a_subscriber_sees_each_object_once_with_its_zones_stationary_state_end_
     assert sorted(first) == ["cat", "person"] and len(set(first.values())) == 2
     person = [e for e in received if e["id"] == first["person"]]
     cat = [e for e in received if e["id"] == first["cat"]]
+    for story in (person, cat):  # exactly one new and one end per object, in that order
+        assert [e["type"] for e in story].count("new") == 1 and [e["type"] for e in story].count("end") == 1
+        assert story[0]["type"] == "new" and story[-1]["type"] == "end"
 
     assert [e["type"] for e in person][0] == "new" and [e["type"] for e in person][-1] == "end"
     assert person[0]["zones"] == ["left"] and person[-1]["entered_zones"] == ["left", "right"]

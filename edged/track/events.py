@@ -126,7 +126,7 @@ class CameraTracker:
         self._new_id = new_id
         self._live: dict[int, Tracked] = {}  # by track id
 
-    def update(self, monotonic: float, wall: float, detections) -> TrackUpdate:
+    def update(self, monotonic: float, wall: float, detections: list[Detection]) -> TrackUpdate:
         """`monotonic` drives motion and timeouts, `wall` stamps events: both the frame's capture time."""
         step = self.tracker.update(monotonic, detections)
         events: list[Event] = []
