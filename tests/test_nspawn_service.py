@@ -111,6 +111,10 @@ def test_start_returns_only_after_ready(service, broker):
     proc = service.exec(["cat", f"/proc/{service.show('edged', 'MainPID')}/status"]).stdout
     assert "CapEff:\t0000000000000000" in proc and "NoNewPrivs:\t1" in proc and "Seccomp:\t2" in proc
     assert "Created TensorFlow Lite XNNPACK delegate" in journal
+    # Structured fields through apt's python3-systemd, which the release venv sees (--system-site-packages):
+    # the journald path the suite's own venv does not install.
+    verbose = service.exec(["journalctl", "--no-pager", "-o", "verbose", "-u", "edged"]).stdout
+    assert f"EDGED_DEVICE={DEVICE}" in verbose and f"EDGED_VERSION={VERSION}" in verbose, verbose[-2000:]
 
 
 def test_a_stalled_daemon_is_restarted_by_the_watchdog(service, broker):
