@@ -8,10 +8,16 @@ rejected with its key path ("edged.toml: cameras[0].fps: Expected `float`…");
 a file that does not exist where `--config` points is an error too, but with
 no `--config` and no /etc/edged/edged.toml the embedded defaults run as they
 are. Command-line flags override file values (`with_overrides`).
+
+Every float in every section must be finite: `inf` and `nan` pass a `gt=0`
+bound but break timers, sleeps and protocol fields long after start, killing
+a thread while the daemon looks healthy. `Config.__post_init__` walks the
+whole decoded tree (`non_finite`), so a key added later is covered too.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import socket
 from pathlib import Path
@@ -91,6 +97,11 @@ class ServiceConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         "Reconnect delay cap", "Longest wait between attempts to reopen a failed source.", gt=0.0)] = 30.0
     status_interval_seconds: Annotated[float, documented(
         "Status interval", "Seconds between systemd STATUS= updates (fps, backend).", gt=0.0)] = 5.0
+    max_image_megapixels: Annotated[float, documented(
+        "Picture size limit", "Image files larger than this (width x height, in millions of pixels) are "
+        "skipped with one warning instead of decoded: a decoded picture takes 3 bytes per pixel, so a "
+        "12000x12000 PNG would need over 400 MB. Read from the file header, before decoding.",
+        gt=0.0)] = 50.0
     private_broker: Annotated[bool, documented(
         "Private broker", "When the broker is the default mqtt://[::1]:1883 and nothing listens there, "
         "start a private mosquitto on [::1]:1883 for the daemon's lifetime.")] = True
@@ -126,6 +137,10 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         duplicate = next((name for name in names if names.count(name) > 1), None)
         if duplicate is not None:
             raise ValueError(f"camera name `{duplicate}` is used twice - at `$.cameras`")
+        found = non_finite(self)
+        if found is not None:
+            path, value = found
+            raise ValueError(f"must be a finite number, not {value} - at `$.{path}`")
         for index, camera in enumerate(self.cameras):
             zone_names = [zone.name for zone in camera.zones]
             twice = next((name for name in zone_names if zone_names.count(name) > 1), None)
@@ -152,6 +167,22 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         """The `[tracking]` settings with this camera's overrides applied."""
         index = next(i for i, c in enumerate(self.cameras) if c.name == camera)
         return self._camera_tracking(index)
+
+
+def non_finite(value: object, path: str = "") -> tuple[str, float] | None:
+    """The first float under `value` that is inf or nan, with its key path (`cameras[1].fps`); else None."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (path, value)
+    if isinstance(value, msgspec.Struct):
+        children = [(f"{path}.{name}" if path else name, getattr(value, name))
+                    for name in value.__struct_fields__]
+    elif isinstance(value, (list, tuple)):
+        children = [(f"{path}[{index}]", item) for index, item in enumerate(value)]
+    elif isinstance(value, dict):
+        children = [(f"{path}.{key}" if path else str(key), item) for key, item in value.items()]
+    else:
+        return None
+    return next((found for child, item in children if (found := non_finite(item, child)) is not None), None)
 
 
 _KEY_PATH = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
