@@ -96,10 +96,11 @@ def test_empty_directory_and_all_unreadable_files_are_source_errors(tmp_path: Pa
     with pytest.raises(SourceError, match="no images in"):
         empty.open((300, 300))
     (tmp_path / "bad.png").write_bytes(b"\x89PNG broken")
-    broken = ImageSource("cam0", str(tmp_path))
-    broken.open((300, 300))
-    with pytest.raises(SourceError, match="none of the 1 images"):
-        broken.read()
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    with pytest.raises(SourceError, match="none of the 2 images .* could be read"):  # at open: it never works
+        ImageSource("cam0", str(tmp_path)).open((300, 300))
+    with pytest.raises(SourceError, match="bad.png: not a readable image"):
+        ImageSource("cam0", str(tmp_path / "bad.png")).open((300, 300))
 
 
 def test_samples_source_says_which_fetch_to_run(tmp_path: Path, monkeypatch):
@@ -171,8 +172,12 @@ def test_unrecognizable_sources_are_config_errors(tmp_path: Path):
         create_source("cam0", "nothing-here")
     with pytest.raises(ConfigError, match="expected picamera2:N"):
         create_source("cam0", "picamera2x")
-    with pytest.raises(SourceError, match="camera number"):
-        create_source("cam0", "picamera2:front")
+    for uri in ("picamera2:front", "picamera2:-1", "picamera2:"):
+        with pytest.raises(ConfigError, match="expected picamera2:N"):
+            create_source("cam0", uri)
+    for uri, problem in (("rtsp:///stream", "names no host"), ("http://cam:http/x.mjpg", "not a valid URL")):
+        with pytest.raises(ConfigError, match=problem):
+            create_source("cam0", uri)
 
 
 def test_backoff_doubles_up_to_the_cap_and_resets():

@@ -9,6 +9,7 @@ keeps running and reports the camera as `reconnecting`.
 
 from __future__ import annotations
 
+import itertools
 import time
 from abc import ABC, abstractmethod
 
@@ -21,6 +22,18 @@ class SourceError(Exception):
     """The source failed in a way that reopening it later may cure."""
 
 
+class FrameNumbers:
+    """One camera's frame numbers (`seq`, from 1). The daemon keeps them across source rebuilds (a SIGHUP
+    reload) so a camera's `seq` never goes back while the process lives: subscribers de-duplicate by
+    (device, camera, seq). Thread-safe: `itertools.count` advances atomically under the GIL."""
+
+    def __init__(self) -> None:
+        self._count = itertools.count(1)
+
+    def next(self) -> int:
+        return next(self._count)
+
+
 class Source(ABC):
     """A camera, stream or set of files producing frames for one named camera."""
 
@@ -31,7 +44,7 @@ class Source(ABC):
     def __init__(self, camera: str, uri: str) -> None:
         self.camera = camera
         self.uri = uri
-        self._seq = 0
+        self.numbers = FrameNumbers()  # replaced by the daemon's per-camera numbers (create_source)
 
     @abstractmethod
     def open(self, model_size: tuple[int, int]) -> None:
@@ -52,12 +65,11 @@ class Source(ABC):
     def make_frame(self, image: np.ndarray | None, *, tensor: np.ndarray | None = None,
                    size: tuple[int, int] | None = None) -> Frame:
         """Stamp a captured picture with its sequence number and capture times."""
-        self._seq += 1
         if size is None:
             assert image is not None
             size = (image.shape[1], image.shape[0])
         return Frame(
-            seq=self._seq,
+            seq=self.numbers.next(),
             source=self.camera,
             width=size[0],
             height=size[1],

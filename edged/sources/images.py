@@ -6,6 +6,13 @@ listing is refreshed at the start of every pass, so photos dropped into a
 watched directory are picked up. A single file is re-read for every frame:
 a file another program keeps replacing, or a FIFO it writes JPEGs into,
 behaves like a camera.
+
+Memory is bounded on a 1 GB Pi: a picture larger than `max_pixels` is
+skipped (one warning) from its header, before any pixel is decoded, and the
+decoded-picture cache never keeps what exceeds its byte budget. A source of
+regular files decodes its first picture when it opens, so one that can never
+produce a frame (corrupt, empty, text, too big) fails at start (exit 69)
+instead of "reconnecting" forever; a FIFO is waited for, as a camera would be.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import glob
 import io
 import logging
 import stat
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -30,19 +38,33 @@ GLOB_CHARS = frozenset("*?[")
 
 #: Still images have no frame rate of their own; this default keeps a demo from burning a core.
 IMAGE_DEFAULT_FPS = 2.0
+DEFAULT_MAX_PIXELS = 50_000_000  # `service.max_image_megapixels`: about 150 MB decoded (RGB)
+
+
+def quiet_pillow_size_warning() -> None:
+    """Leave the size verdict to `max_pixels`: Pillow's own warning for pictures over 89 MP would be a
+    second, differently worded line beside edged's. (Pillow still refuses over 178 MP itself.)"""
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 def is_glob(uri: str) -> bool:
     return any(ch in uri for ch in GLOB_CHARS)
 
 
-def decode_image(data: bytes, where: str) -> np.ndarray:
-    """Bytes of any format Pillow reads → RGB uint8 HxWx3 (what `edged detect` decodes too)."""
+def decode_image(data: bytes | Path, where: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """A file or bytes of any format Pillow reads → RGB uint8 HxWx3 (what `edged detect` decodes too).
+
+    The size comes from the header (`Image.open` decodes nothing yet): an oversized picture is refused
+    before its pixels take memory."""
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            return np.asarray(img.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise SourceError(f"{where}: not a readable image ({exc})") from exc
+        with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as img:
+            width, height = img.size
+            if width * height > max_pixels:
+                raise SourceError(f"{where}: {width}x{height} pixels is more than the limit of "
+                                  f"{max_pixels / 1e6:g} megapixels (service.max_image_megapixels)")
+            return np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise SourceError(f"{where}: not a readable image ({' '.join(str(exc).split())})") from exc
 
 
 class DecodedCache:
@@ -54,20 +76,21 @@ class DecodedCache:
     special files are always read afresh.
     """
 
-    def __init__(self, limit: int = 64 * 1024 * 1024) -> None:
+    def __init__(self, limit: int = 64 * 1024 * 1024, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         self._limit = limit
+        self._max_pixels = max_pixels
         self._items: dict[Path, tuple[tuple[int, int], np.ndarray]] = {}
         self._bytes = 0
 
     def load(self, path: Path) -> np.ndarray:
         info = path.stat()
         if not stat.S_ISREG(info.st_mode):
-            return decode_image(path.read_bytes(), str(path))
+            return decode_image(path.read_bytes(), str(path), self._max_pixels)
         key = (info.st_mtime_ns, info.st_size)
         cached = self._items.get(path)
         if cached is not None and cached[0] == key:
             return cached[1]
-        image = decode_image(path.read_bytes(), str(path))
+        image = decode_image(path, str(path), self._max_pixels)
         image.flags.writeable = False  # shared by every frame of this file: nobody may draw on it
         old = self._items.pop(path, None)
         self._bytes -= old[1].nbytes if old is not None else 0
@@ -82,14 +105,15 @@ class ImageSource(Source):
 
     live = False
 
-    def __init__(self, camera: str, uri: str, *, hint: str = "") -> None:
+    def __init__(self, camera: str, uri: str, *, hint: str = "", max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         super().__init__(camera, uri)
         self._hint = hint  # what to do when nothing is there, e.g. which fetch command to run
         self._queue: list[Path] = []
         self._failed_in_pass = 0
         self._listed = 0
         self._warned: set[Path] = set()  # one warning per unreadable file, not one per pass
-        self._decoded = DecodedCache()
+        self._decoded = DecodedCache(max_pixels=max_pixels)
+        self._first: np.ndarray | None = None  # decoded by `open`, handed out by the next `read`
 
     def _list(self) -> list[Path]:
         if is_glob(self.uri):
@@ -112,27 +136,39 @@ class ImageSource(Source):
             raise SourceError(f"{what} {self.uri}" + (f": {self._hint}" if self._hint else ""))
 
     def open(self, model_size: tuple[int, int]) -> None:
+        """List the files and, unless a FIFO is among them, decode the first readable picture."""
+        self._first = None
         self._refill()
+        if all(path.is_file() for path in self._queue):
+            self._first = self._next_image()
 
     def read(self) -> Frame:
+        image, self._first = (self._first, None) if self._first is not None else (self._next_image(), None)
+        return self.make_frame(image)
+
+    def _next_image(self) -> np.ndarray:
+        problem = ""
         while True:
             if not self._queue:
                 if self._listed and self._failed_in_pass == self._listed:
-                    raise SourceError(f"none of the {self._listed} images in {self.uri} could be read")
+                    if self._listed == 1:
+                        raise SourceError(problem)
+                    raise SourceError(f"none of the {self._listed} images in {self.uri} could be read "
+                                      f"(the last: {problem})")
                 self._refill()
             path = self._queue.pop(0)
             try:
-                image = self._decoded.load(path)
+                return self._decoded.load(path)
             except (SourceError, OSError) as exc:
+                problem = str(exc)
                 self._failed_in_pass += 1
                 if path not in self._warned:
                     self._warned.add(path)
-                    log.warning("camera %s: skipping %s", self.camera, exc)
-                continue
-            return self.make_frame(image)
+                    log.warning("camera %s: skipping %s", self.camera, exc, extra={"CAMERA": self.camera})
 
     def close(self) -> None:
         self._queue = []
+        self._first = None
 
     def default_fps(self) -> float:
         return IMAGE_DEFAULT_FPS

@@ -4,6 +4,8 @@ One library for the three because OpenCV's headless wheel bundles FFmpeg (every
 stream protocol and codec a camera speaks, MJPEG-over-HTTP included) and a
 V4L2 backend, ships wheels for x86_64 and aarch64, and its read/timeout/
 buffer-size properties are all the daemon needs. cv2 is imported only here.
+A video file decodes its first frame when it opens, so a file with no
+decodable frame fails at start (exit 69) instead of reconnecting forever.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mkv", ".avi", ".mov", ".webm", ".m
 
 
 def import_cv2() -> Any:
+    # FFmpeg writes its own errors ("moov atom not found") straight to stderr, beside our one line saying
+    # which camera failed; only fatal ones stay. OPENCV_FFMPEG_LOGLEVEL=16 (or 32, 48) shows them again.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "8")
     try:
         import cv2
     except ImportError as exc:
@@ -53,6 +58,7 @@ class VideoSource(Source):
         self._cap: Any = None
         self._cv2: Any = None
         self._native_fps = 0.0
+        self._first: Any = None  # a file's first frame, decoded by `open`, handed out by the next `read`
 
     def _capture(self) -> Any:
         cv2 = self._cv2
@@ -84,21 +90,28 @@ class VideoSource(Source):
             raise SourceError(f"cannot open {self.uri}")
         self._cap = cap
         self._native_fps = float(cap.get(self._cv2.CAP_PROP_FPS) or 0.0)
+        if self.is_file:
+            ok, self._first = cap.read()
+            if not ok or self._first is None:
+                self.close()
+                raise SourceError(f"{self.uri}: no decodable frames")
 
     def read(self) -> Frame:
         if self._cap is None:
             raise SourceError(f"{self.uri} is not open")
-        ok, bgr = self._cap.read()
-        if not ok and self.is_file:
-            self.open((0, 0))  # rewind by reopening: works for every container, seekable or not
+        if self._first is not None:
+            ok, bgr, self._first = True, self._first, None
+        else:
             ok, bgr = self._cap.read()
-            if not ok:
-                raise SourceError(f"{self.uri}: no decodable frames")
+        if not ok and self.is_file:
+            self.open((0, 0))  # rewind by reopening (works for every container): it holds the first frame
+            ok, bgr, self._first = True, self._first, None
         if not ok or bgr is None:
             raise SourceError(f"{self.uri}: stream ended or timed out")
         return self.make_frame(self._cv2.cvtColor(bgr, self._cv2.COLOR_BGR2RGB))
 
     def close(self) -> None:
+        self._first = None
         if self._cap is not None:
             self._cap.release()
             self._cap = None
