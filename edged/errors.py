@@ -10,7 +10,8 @@ EX_USAGE = 2  # argparse's own code for bad command-line usage
 EX_DATAERR = 65  # input data is wrong: corrupt model, unreadable image, integrity mismatch
 EX_NOINPUT = 66  # an input file named on the command line does not exist
 EX_UNAVAILABLE = 69  # a required resource is missing at start (model not fetched, no Edge TPU)
-EX_SOFTWARE = 70  # an internal error: a bug
+EX_SOFTWARE = 70  # an internal error: a bug (also: a stage of `edged run` died; systemd restarts it)
+EX_CANTCREAT = 73  # an output cannot be written: disk full, read-only file system, permission denied
 EX_CONFIG = 78  # bad configuration: config file, broker URL, certificate, credentials
 
 
@@ -47,3 +48,9 @@ class NoInputError(EdgedError):
     """An input file named by the user does not exist or cannot be read."""
 
     exit_code = EX_NOINPUT
+
+
+class CantCreateError(EdgedError):
+    """An output file or directory cannot be written (disk full, read-only file system, no permission)."""
+
+    exit_code = EX_CANTCREAT

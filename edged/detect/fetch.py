@@ -5,7 +5,9 @@ order, then the official URL — so air-gapped fleets and the tests never need t
 internet, and a device with internet needs no configuration. Every download
 goes to a temporary file in the destination directory and only an `os.replace`
 of a verified file touches the real name: a partial, interrupted or tampered
-download can never replace a good file.
+download can never replace a good file. A destination that cannot be written
+(disk full, read-only data dir) is a CantCreateError (exit 73) at once: it is
+not a source's fault, and no other source would do better.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
+from edged import paths
 from edged.detect.models import SAMPLES, FileEntry, digest_file, file_state, load_manifest, mismatch, record_verified
 from edged.errors import ConfigError, DataError, UnavailableError
 
@@ -101,12 +104,12 @@ def fetch_file(entry: FileEntry, directory: Path, mirrors: Sequence[str], *, off
     """Make `directory/entry.file` the verified file; returns (path, where it came from or "present").
 
     Raises DataError when sources only offered wrong bytes (naming both digests),
-    UnavailableError when no source had the file at all.
+    UnavailableError when no source had the file at all, CantCreateError when `directory` cannot be written.
     """
     target = directory / entry.file
     if file_state(target, entry) == "verified":
         return target, "present"
-    directory.mkdir(parents=True, exist_ok=True)
+    paths.make_dir(directory)
     problems: list[str] = []
     wrong_bytes: list[str] = []
     for source in sources(entry, mirrors, offline=offline):
@@ -137,28 +140,59 @@ def _reason(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+class _Output:
+    """The temporary file a download goes into: a failed write is the destination's fault."""
+
+    def __init__(self, handle: BinaryIO, directory: Path) -> None:
+        self._handle = handle
+        self._directory = directory
+
+    def write(self, chunk: bytes) -> None:
+        try:
+            self._handle.write(chunk)
+        except OSError as exc:
+            raise paths.cannot_write(self._directory, exc) from None
+
+    def finish(self) -> None:
+        """Flush and fsync: on a full disk, this is where a buffered write fails."""
+        try:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+        except OSError as exc:
+            raise paths.cannot_write(self._directory, exc) from None
+
+
 def _download_verified(entry: FileEntry, source: str, target: Path, progress_stream: TextIO | None) -> None:
     """Copy one source into a temporary sibling of `target`, verify, then os.replace; never leave a partial."""
-    handle, temporary_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    try:
+        handle, temporary_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    except OSError as exc:
+        raise paths.cannot_write(target.parent, exc) from None
     temporary = Path(temporary_name)
     try:
-        with os.fdopen(handle, "wb") as out:
+        with os.fdopen(handle, "wb") as handle_file:
+            out = _Output(handle_file, target.parent)
             expected = _copy(source, out, Progress(entry.file, entry.size, progress_stream))
-            out.flush()
-            os.fsync(out.fileno())
+            out.finish()
         found = digest_file(temporary)
         if expected is not None and found.size != expected:
             raise OSError(f"interrupted: got {found.size} of {expected} bytes")
         if problem := mismatch(entry, found):
             raise DataError(f"{entry.file} from {source} has {problem}; the file was not replaced")
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, target)
+        try:
+            os.chmod(temporary, 0o644)
+            os.replace(temporary, target)
+        except OSError as exc:
+            raise paths.cannot_write(target.parent, exc) from None
         record_verified(target, found)
     finally:
-        temporary.unlink(missing_ok=True)
+        try:
+            temporary.unlink(missing_ok=True)
+        except OSError:  # a read-only directory never had the temporary file in the first place
+            pass
 
 
-def _copy(source: str, out: BinaryIO, progress: Progress) -> int | None:
+def _copy(source: str, out: _Output, progress: Progress) -> int | None:
     """Stream `source` into `out`; returns the size the source announced (None if unknown)."""
     try:
         if source.startswith(("http://", "https://")):
@@ -177,7 +211,7 @@ def _copy(source: str, out: BinaryIO, progress: Progress) -> int | None:
         progress.finish()
 
 
-def _stream(src: BinaryIO, out: BinaryIO, progress: Progress) -> None:
+def _stream(src: BinaryIO, out: _Output, progress: Progress) -> None:
     while chunk := src.read(CHUNK):
         out.write(chunk)
         progress.update(len(chunk))

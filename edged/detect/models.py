@@ -10,9 +10,11 @@ blob-pinned files as OFFICIAL_SOURCES.md asks. Downloading lives in fetch.py.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.resources
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,8 @@ import msgspec
 from edged import paths
 from edged.detect.settings import DetectorSettings, ModelSettings
 from edged.errors import ConfigError, DataError, NoInputError, UnavailableError
+
+log = logging.getLogger(__name__)
 
 VARIANTS = ("cpu", "edgetpu", "raw")
 SAMPLES = "samples"
@@ -136,18 +140,29 @@ def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".verified")
 
 
-def record_verified(path: Path, found: Digests) -> None:
-    """Remember a passed check; best effort (a read-only data dir only costs a re-hash next time)."""
+def record_verified(path: Path, found: Digests) -> bool:
+    """Remember a passed check in a sidecar readable by all (0644, whatever the umask: the unit's
+    UMask=0077 must not hide it from `edged models list` run by an admin).
+
+    Best effort: in a read-only or full data dir the file stays verified in memory, one line says so
+    and the next start hashes it again; returns whether the marker was written."""
     stat = path.stat()
     record = {"sha256": found.sha256, "git_blob": found.git_blob, "size": stat.st_size,
               "mtime_ns": stat.st_mtime_ns}
     sidecar = _sidecar(path)
     temporary = sidecar.with_name(f".{sidecar.name}.{os.getpid()}")
     try:
-        temporary.write_text(json.dumps(record) + "\n")
+        with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), "w") as handle:
+            os.fchmod(handle.fileno(), 0o644)
+            handle.write(json.dumps(record) + "\n")
         os.replace(temporary, sidecar)
-    except OSError:
-        temporary.unlink(missing_ok=True)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        log.warning("%s verified, but no marker can be written beside it (%s): it is hashed again at the "
+                    "next start", path, paths.write_problem(exc))
+        return False
+    return True
 
 
 def file_state(path: Path, entry: FileEntry) -> Literal["missing", "verified", "mismatch"]:
