@@ -9,7 +9,8 @@ from pathlib import Path
 
 def configure(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    check = actions.add_parser("check", help="validate a config file as `edged run` would (exit 0, or 78)")
+    check = actions.add_parser("check", help="validate a config file as `edged run` does at start, without loading a "
+                                   "model or opening a camera (exit 0, or 78)")
     check.add_argument("file", nargs="?", type=Path, metavar="FILE",
                        help="config file (default: /etc/edged/edged.toml)")
     show = actions.add_parser("show", help="print the effective configuration (file + defaults), documented")
@@ -22,9 +23,8 @@ def main(args: argparse.Namespace) -> int:
     from edged.config import DEFAULT_PATH, load_config
     from edged.config_doc import render_example
     from edged.errors import ConfigError
+    from edged.service.preflight import check_config
     from edged.service.runtime import make_publisher
-    from edged.service.tracking import check_labels
-    from edged.sources.factory import create_source
 
     if args.action == "example":
         sys.stdout.write(render_example())
@@ -34,14 +34,9 @@ def main(args: argparse.Namespace) -> int:
         return 0
     path = args.file or DEFAULT_PATH
     config = load_config(path)
-    for index, camera in enumerate(config.cameras):  # a source URI edged cannot read is a config error too
-        try:
-            create_source(camera.name, camera.source)
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: cameras[{index}].source: {exc}") from None
+    check_config(config, str(path))  # sources, model, labels: exactly what `edged run` checks at start
     try:  # broker URLs, TLS files, credentials: checked as `edged run` checks them, nothing is sent
         make_publisher(config)
-        check_labels(config)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     cameras = ", ".join(f"{c.name} ({c.source})" for c in config.cameras)

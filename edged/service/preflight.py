@@ -1,0 +1,68 @@
+"""What `edged run` would refuse at start, found without loading a model or opening a camera.
+
+`edged config check` and `edged run` (at start and on every SIGHUP) call the
+same `check_config`, so a file that passes the check does not then fail at
+start: source URIs that can never work, an unknown model or one of another
+kind, model and label files named but absent, labels in `allow_labels` /
+`deny_labels` (and tracking or zone filters) that the model's label file does
+not have. Each is a ConfigError
+(exit 78) naming the key path. What the check cannot know — whether the
+manifest model is fetched, whether the camera is plugged in — stays a runtime
+UnavailableError (exit 69).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edged.config import Config
+from edged.detect.labels import read_labels
+from edged.detect.models import load_manifest, packaged_labels
+from edged.detect.settings import DetectorSettings
+from edged.errors import ConfigError, EdgedError
+from edged.service.tracking import check_labels
+from edged.sources.factory import create_source
+
+FILE_KEYS = ("model_file", "edgetpu_model_file", "labels_file", "anchors_file")
+LABEL_FILTERS = ("allow_labels", "deny_labels")
+
+
+def check_config(config: Config, where: str | None = None) -> None:
+    """Raise ConfigError ("WHERE: key.path: what is wrong") for the first problem found."""
+    prefix = f"{where}: " if where else ""
+    for index, camera in enumerate(config.cameras):
+        try:
+            create_source(camera.name, camera.source)
+        except ConfigError as exc:
+            raise ConfigError(f"{prefix}cameras[{index}].source: {exc}") from None
+    try:
+        check_detector(config.detector)
+        check_labels(config)
+    except ConfigError as exc:
+        raise ConfigError(f"{prefix}{exc}") from None
+
+
+def check_detector(settings: DetectorSettings) -> None:
+    """The model exists in the manifest and is a detector, named files exist, filtered labels exist."""
+    try:
+        entry = load_manifest().model(settings.model)
+    except ConfigError as exc:
+        raise ConfigError(f"detector.model: {exc}") from None
+    if entry.kind != "detector":
+        raise ConfigError(f"detector.model: {settings.model} is a {entry.kind}, not a detector")
+    for key in FILE_KEYS:
+        name = getattr(settings, key)
+        if name is not None and not Path(name).is_file():
+            raise ConfigError(f"detector.{key}: {name} does not exist or is not a file")
+    if not (settings.allow_labels or settings.deny_labels):
+        return
+    labels_path = Path(settings.labels_file) if settings.labels_file else packaged_labels(entry.labels)
+    try:
+        known = set(read_labels(labels_path))
+    except EdgedError as exc:
+        raise ConfigError(f"detector.labels_file: {exc}") from None
+    for key in LABEL_FILTERS:
+        unknown = [label for label in getattr(settings, key) if label not in known]
+        if unknown:
+            raise ConfigError(f"detector.{key}: unknown label(s) {', '.join(map(repr, unknown))} "
+                              f"(not in {labels_path.name})")
