@@ -40,6 +40,7 @@ class StatusPayload(msgspec.Struct, kw_only=True):
     backend: str
     model: str
     since: str | None
+    run_id: str = ""  # this process's run of edged: a new value means a restart (seq starts again)
 
 
 class FrameSize(msgspec.Struct):
@@ -54,6 +55,7 @@ class DetectionsPayload(msgspec.Struct, kw_only=True):
 
     v: Literal[1] = 1
     device: str
+    run_id: str = ""  # the process's run: (device, run_id, camera, seq) never repeats, `seq` only grows in a run
     camera: str
     seq: int
     captured_at: str
@@ -140,6 +142,7 @@ class Stats(msgspec.Struct, kw_only=True):
 
     v: Literal[1] = 1
     device: str = ""
+    run_id: str = ""
     state: State = "online"
     backend: str = ""
     model: str = ""

@@ -11,6 +11,8 @@ The Last Will publishes a retained `offline`. `stop()` publishes `offline` itsel
 and, when the broker does not confirm it in time, ends the session so that the
 broker publishes the Will instead: a clean stop never leaves a retained `online`.
 `health()` tells the daemon's watchdog whether this stage still works.
+It hands the same topics over to a successor on reload (`stop(handover=True)`) without an
+`offline` in between. Every status, detections and stats payload carries the daemon's `run_id`.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ class Publisher:
     """Publishes one device's topics; the constructor checks every setting before anything is sent."""
 
     def __init__(self, mqtt_settings: MqttSettings, publish: PublishSettings, *, device_id: str, version: str,
-                 environ: dict[str, str] | None = None, cameras: Iterable[str] = ()):
+                 environ: dict[str, str] | None = None, cameras: Iterable[str] = (), run_id: str = ""):
         check_level(device_id, "device id")
         self._topics = Topics(publish.topic_prefix, device_id)
         check_topic_name(publish.homeassistant.prefix, "publish.homeassistant.prefix")
@@ -65,6 +67,7 @@ class Publisher:
         self._settings = publish
         self._device_id = device_id
         self._version = version
+        self._run_id = run_id
         self._homeassistant: Announcer | None = None
         if publish.homeassistant.enabled:
             discovery = Discovery(publish.homeassistant, self._topics, device_id=device_id, version=version)
@@ -81,7 +84,8 @@ class Publisher:
         self._state_qos = max(1, mqtt_settings.qos)
         self._expiry = mqtt_settings.message_expiry_seconds
         self._lock = threading.Lock()
-        self._status = StatusPayload(state="offline", version=version, backend="", model="", since=None)
+        self._status = StatusPayload(state="offline", version=version, backend="", model="", since=None,
+                                     run_id=run_id)
         self._cameras: dict[str, CameraCadence] = {}
         self._dropped = 0
         self._dropping = False
@@ -162,7 +166,7 @@ class Publisher:
         """
         with self._lock:
             self._status = StatusPayload(state=state, version=self._version, backend=backend, model=model,
-                                         since=iso_utc(time.time()))
+                                         since=iso_utc(time.time()), run_id=self._run_id)
         will = msgspec.structs.replace(self._status, state="offline", since=None)
         self._connection.set_will(Will(self._topics.status, encode(will), self._state_qos, True,
                                        self._properties(edged_schema("status"), expires=False)))
@@ -176,7 +180,7 @@ class Publisher:
             old = self._status
             since = old.since if state == old.state else iso_utc(time.time())
             self._status = StatusPayload(state=state, version=self._version, backend=backend, model=model,
-                                         since=since)
+                                         since=since, run_id=self._run_id)
             changed = self._status != old
         if changed and self.connected:
             self._send_status()
@@ -226,7 +230,8 @@ class Publisher:
                         and state.wants_snapshot(self._settings.snapshot, counts, previous, mono))
         if send_detections:
             payload = DetectionsPayload(
-                device=self._device_id, camera=camera, seq=frame.seq, captured_at=iso_utc(frame.captured_at),
+                device=self._device_id, run_id=self._run_id, camera=camera, seq=frame.seq,
+                captured_at=iso_utc(frame.captured_at),
                 published_at=iso_utc(now), backend=backend, model=model, inference_ms=round(inference_ms, 3),
                 frame=FrameSize(frame.width, frame.height), detections=list(detections))
             self._send(self._topics.detections(camera), encode(payload), qos=self._qos,
@@ -273,8 +278,8 @@ class Publisher:
     def publish_stats(self, stats: Stats) -> None:
         """Adds what the publisher knows (device, publish_dropped, the broker link, time, temperatures)."""
         stats = msgspec.structs.replace(
-            stats, device=self._device_id, publish_dropped=self._dropped, mqtt=self.link_stats(),
-            published_at=iso_utc(time.time()),
+            stats, device=self._device_id, run_id=self._run_id, publish_dropped=self._dropped,
+            mqtt=self.link_stats(), published_at=iso_utc(time.time()),
             cpu_temp_c=stats.cpu_temp_c if stats.cpu_temp_c is not None else thermal.cpu_temp_c(),
             tpu_temp_c=stats.tpu_temp_c if stats.tpu_temp_c is not None else thermal.tpu_temp_c())
         self._send(self._topics.stats, encode(stats), qos=self._qos,
@@ -315,9 +320,12 @@ class Publisher:
             self._homeassistant.announce()
             self._republish_state()
 
-    def stop(self, timeout: float = 3.0) -> None:
+    def stop(self, timeout: float = 3.0, *, handover: bool = False) -> None:
         """Publish retained offline and wait until it (and so everything before it) is confirmed, then
-        disconnect; unconfirmed, end the session so that the broker publishes the Last Will instead."""
+        disconnect; unconfirmed, end the session so that the broker publishes the Last Will instead.
+
+        `handover`: a successor takes over the same status topic at once (a reload that changed
+        `[publish]`): re-send the current status instead, so subscribers never see an `offline` flap."""
         if self._timer is not None:
             self._timer.cancel()
         if self._homeassistant is not None:
@@ -327,7 +335,9 @@ class Publisher:
         self._started = False
         deadline = time.monotonic() + timeout
         with self._lock:
-            self._status = msgspec.structs.replace(self._status, state="offline", since=iso_utc(time.time()))
+            if not handover:
+                self._status = msgspec.structs.replace(self._status, state="offline",
+                                                       since=iso_utc(time.time()))
         confirmed = False
         if self.connected:
             info = self._send_status()
