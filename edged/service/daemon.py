@@ -2,15 +2,22 @@
 
 Exit codes are the contract with the unit: 0 after a clean stop, 78 for a bad
 configuration (RestartPreventExitStatus=78: restarting cannot fix it), 69 when
-a required resource is missing at start (model not fetched, camera absent).
+a required resource is missing at start (model not fetched, camera absent),
+70 when a stage died (a thread ended by a bug, a publisher that stopped
+delivering): the main loop asks every stage for its health each second, stops
+vouching for the watchdog at once and exits so that systemd restarts edged.
 SIGTERM stops capture, lets the frame in flight finish and be published, sends
-the retained `offline` status, flushes and exits within 5 s. SIGHUP re-reads
-the config file; a bad new file is logged and the running one kept.
+the retained `offline` status, flushes and exits within 5 s — also while a
+camera is still opening. SIGHUP re-reads the config file; a bad new file is
+logged and the running one kept. Frame numbers (`seq`) continue across
+reloads and every payload carries this process's `run_id`, so subscribers
+tell a restart from a replay.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 import signal
 import threading
 import time
@@ -18,19 +25,25 @@ from pathlib import Path
 from typing import Any
 
 from edged.config import Config, load_config, with_overrides
-from edged.errors import EdgedError
+from edged.errors import EX_SOFTWARE, EdgedError
 from edged.publish.mosquitto import is_listening
 from edged.publish.payloads import CameraStats, InferenceMs, Stats
 from edged.publish.private_broker import PrivateBroker
+from edged.publish.publisher import Publisher
 from edged.publish.settings import DEFAULT_BROKER
+from edged.service.inference import Inference
 from edged.service.journal import setup_logging
-from edged.service.runtime import Runtime, make_publisher, start_runtime
+from edged.service.preflight import check_config
+from edged.service.runtime import Runtime, StartCancelled, make_publisher, start_runtime
 from edged.service.tracking import detector_settings
 from edged.service.systemd import Notifier, Watchdog
+from edged.sources.base import FrameNumbers
+from edged.sources.images import quiet_pillow_size_warning
 
 log = logging.getLogger(__name__)
 
 STOP_BUDGET_SECONDS = 4.5  # systemd's default TimeoutStopSec is far longer; the contract says 5 s
+HEALTH_INTERVAL_SECONDS = 1.0  # how often the main loop asks every stage whether it is alive
 DEFAULT_HOST, DEFAULT_PORT = "::1", 1883
 
 
@@ -53,7 +66,10 @@ class Daemon:
         self.verbose = verbose
         self.runtime: Runtime | None = None
         self.broker: PrivateBroker | None = None
+        self.run_id = secrets.token_hex(8)  # in every payload: a restart is a new run, a replay is not
+        self._numbers: dict[str, FrameNumbers] = {}  # per camera, for the life of the process
         self._wake = threading.Event()
+        self._stopping = threading.Event()  # also cancels a start that waits for a camera to open
         self._stop_requested = False
         self._reload_requested = False
 
@@ -63,28 +79,53 @@ class Daemon:
             self._reload_requested = True
         else:
             self._stop_requested = True
+            self._stopping.set()
         self._wake.set()
+
+    def _thread_died(self, args: threading.ExceptHookArgs) -> None:
+        """A stage's thread ended with an exception (a bug): one line (the traceback with -v); the main
+        loop's health check then stops edged with exit 70."""
+        if args.exc_type is SystemExit:
+            return
+        name = args.thread.name if args.thread is not None else "?"
+        log.error("thread %s died: %s: %s", name, args.exc_type.__name__, args.exc_value,
+                  exc_info=(args.exc_type, args.exc_value, args.exc_traceback) if self.verbose else None)
+        self._wake.set()
+
+    @property
+    def _where(self) -> str | None:
+        return str(self.config_path) if self.config_path is not None else None
 
     # -- run -----------------------------------------------------------------------------------------------
     def run(self) -> int:
         self._setup_logging(self.config)
+        logging.captureWarnings(True)  # a library's warning is a journal line like any other
+        quiet_pillow_size_warning()
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self._on_signal)
         started = time.monotonic()
-        publisher = make_publisher(self.config)  # bad URLs, TLS files, credentials: 78 before anything starts
+        check_config(self.config, self._where)  # what `edged config check` checks: 78 before anything starts
+        publisher = make_publisher(self.config, run_id=self.run_id)  # bad URLs, TLS files, credentials: 78
         self._ensure_broker(self.config)
+        previous_hook, threading.excepthook = threading.excepthook, self._thread_died
         try:
-            self.runtime = start_runtime(self.config, alive=self.watchdog.kick, publisher=publisher,
-                                         watchdog_seconds=self.notifier.watchdog_seconds,
-                                         on_change=self._state_changed)
+            self.runtime = self._start(self.config, publisher)
             self._go_live(self.runtime)
             log.info("ready in %.2f s", time.monotonic() - started)
             self.notifier.ready(self.runtime.status_line())
             self.watchdog.arm()
             self._loop()
+        except StartCancelled:
+            log.info("stop requested while the cameras were opening")
         finally:
             self._shutdown()
+            threading.excepthook = previous_hook
         return 0
+
+    def _start(self, config: Config, publisher: Publisher, inference: Inference | None = None) -> Runtime:
+        return start_runtime(config, alive=self.watchdog.kick, publisher=publisher, inference=inference,
+                             watchdog_seconds=self.notifier.watchdog_seconds, on_change=self._state_changed,
+                             numbers=self._numbers, cancel=self._stopping)
 
     def _go_live(self, runtime: Runtime) -> None:
         runtime.publisher.start(backend=runtime.inference.backend, model=runtime.model,
@@ -97,8 +138,12 @@ class Daemon:
         next_stats = time.monotonic() + self.config.publish.stats_interval_seconds
         next_status = time.monotonic() + self.config.service.status_interval_seconds
         while not self._stop_requested:
-            self._wake.wait(max(0.0, min(next_stats, next_status) - time.monotonic()))
+            wake_at = min(next_stats, next_status, time.monotonic() + HEALTH_INTERVAL_SECONDS)
+            self._wake.wait(max(0.0, wake_at - time.monotonic()))
             self._wake.clear()
+            if self._stop_requested:
+                break
+            self._check_health()
             if self._reload_requested:
                 self._reload_requested = False
                 self._reload()
@@ -109,6 +154,16 @@ class Daemon:
             if now >= next_status:
                 self.notifier.status(self.runtime.status_line())
                 next_status = now + self.config.service.status_interval_seconds
+
+    def _check_health(self) -> None:
+        """Vouch for the watchdog while every stage is alive; exit 70 (systemd restarts edged) when one is not."""
+        assert self.runtime is not None
+        problem = self.runtime.health()
+        if problem is None:
+            self.watchdog.vouch()
+            return
+        self.watchdog.withdraw()
+        raise EdgedError(f"{problem}: stopping so that systemd restarts edged", exit_code=EX_SOFTWARE)
 
     def _shutdown(self) -> None:
         deadline = time.monotonic() + STOP_BUDGET_SECONDS
@@ -172,9 +227,10 @@ class Daemon:
         assert old is not None
         try:
             new = with_overrides(load_config(self.config_path), **self.overrides)
+            check_config(new, self._where)
             same_publisher = (new.mqtt, new.publish, new.device_id) == (old.config.mqtt, old.config.publish,
                                                                          old.config.device_id)
-            publisher = old.publisher if same_publisher else make_publisher(new)
+            publisher = old.publisher if same_publisher else make_publisher(new, run_id=self.run_id)
         except EdgedError as exc:
             log.error("reload refused, keeping the running configuration: %s", exc)
             self.notifier.ready(old.status_line())
@@ -192,17 +248,14 @@ class Daemon:
         self._setup_logging(new)
         self._ensure_broker(new)
         try:
-            runtime = start_runtime(new, alive=self.watchdog.kick, publisher=publisher,
-                                    inference=inference, watchdog_seconds=self.notifier.watchdog_seconds,
-                                    on_change=self._state_changed)
+            runtime = self._start(new, publisher, inference)
         except EdgedError as exc:
             log.error("reload failed (%s); restarting with the previous configuration", exc)
             new, publisher = self.config, old.publisher
-            runtime = start_runtime(new, alive=self.watchdog.kick, publisher=publisher,
-                                    inference=inference, watchdog_seconds=self.notifier.watchdog_seconds,
-                                    on_change=self._state_changed)
+            runtime = self._start(new, publisher, inference)
         if publisher is not old.publisher:
-            old.publisher.stop(timeout=1.0)
+            # The same status topic goes on at once under the new publisher: no `offline` in between.
+            old.publisher.stop(timeout=1.0, handover=publisher.topics.status == old.publisher.topics.status)
             self.runtime = runtime
             self._go_live(runtime)
         else:

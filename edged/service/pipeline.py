@@ -80,6 +80,14 @@ class Pipeline:
         with self._busy_lock:
             return self._busy == 0 and len(self._frames) == 0
 
+    def health(self) -> str | None:
+        """None while every thread of this pipeline runs (or it was stopped); else which one died."""
+        if self._stop_capture.is_set():
+            return None
+        threads = [self._inference_thread, self._publish_thread, *self.captures]
+        dead = next((thread for thread in threads if thread.ident is not None and not thread.is_alive()), None)
+        return None if dead is None else f"thread {dead.name} died"
+
     def _done(self) -> None:
         with self._busy_lock:
             self._busy -= 1

@@ -4,12 +4,16 @@ Kept apart from the run loop so a SIGHUP reload can build the parts of a new
 configuration next to the running ones and keep the old ones when the new
 ones do not come up. Order at start matters for systemd: the model is loaded
 first (picamera2 needs its input size for the lores stream), then every source
-is opened; only then is the service READY.
+is opened — each in its own thread, so a stream that takes its whole timeout
+to answer delays neither the others nor a SIGTERM (`cancel`) — and only then
+is the service READY. `Runtime.health` is what the daemon's main loop asks
+every second: None while every stage runs, else why not.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,41 +25,63 @@ from edged.publish.publisher import Publisher
 from edged.service.inference import Inference
 from edged.service.pipeline import CameraRun, Pipeline
 from edged.service.stats import PipelineStats
-from edged.service.tracking import Tracking, captions, check_labels, detector_settings
-from edged.sources.base import Source, SourceError
+from edged.service.tracking import Tracking, captions, detector_settings
+from edged.sources.base import FrameNumbers, Source, SourceError
 from edged.sources.factory import create_source
 from edged.types import Frame
 
 log = logging.getLogger(__name__)
 
 
-def make_publisher(config: Config) -> Publisher:
+class StartCancelled(Exception):
+    """A stop was requested while the sources were opening: nothing is left running, exit cleanly."""
+
+
+def make_publisher(config: Config, *, run_id: str = "") -> Publisher:
     """Checks broker URLs, TLS files, credentials and camera names (ConfigError) before anything is sent."""
     return Publisher(config.mqtt, config.publish, device_id=config.device_id, version=__version__,
-                     cameras=[camera.name for camera in config.cameras])
+                     cameras=[camera.name for camera in config.cameras], run_id=run_id)
 
 
-def make_sources(cameras: list[CameraConfig]) -> list[Source]:
+def make_sources(config: Config, numbers: dict[str, FrameNumbers]) -> list[Source]:
+    """The configured cameras' sources, continuing each camera's frame numbers from `numbers`."""
+    max_pixels = int(config.service.max_image_megapixels * 1e6)
     return [create_source(c.name, c.source, width=c.width, height=c.height,
                           fps=c.fps if isinstance(c.fps, float) else 0.0, snapshot=c.snapshot,
-                          timeout_seconds=c.timeout_seconds) for c in cameras]
+                          timeout_seconds=c.timeout_seconds, max_pixels=max_pixels,
+                          numbers=numbers.setdefault(c.name, FrameNumbers())) for c in config.cameras]
 
 
-def open_sources(sources: list[Source], model_size: tuple[int, int]) -> None:
-    """Open every source once; a camera that cannot be opened at start is UnavailableError (exit 69)."""
-    opened: list[Source] = []
-    try:
-        for source in sources:
-            try:
-                source.open(model_size)
-            except SourceError as exc:
-                raise UnavailableError(f"camera {source.camera}: cannot open {source.uri}: {exc}") from None
-            opened.append(source)
-            log.info("camera %s: %s open", source.camera, source.uri, extra={"CAMERA": source.camera})
-    except BaseException:
-        for source in opened:
-            source.close()
-        raise
+def open_sources(sources: list[Source], model_size: tuple[int, int], cancel: threading.Event) -> None:
+    """Open every source, in parallel; a camera that cannot be opened at start is UnavailableError (exit 69),
+    and `cancel` set meanwhile is StartCancelled (the openers still blocked are left to the process exit)."""
+    problems: dict[int, str] = {}
+
+    def open_one(index: int, source: Source) -> None:
+        try:
+            source.open(model_size)
+        except SourceError as exc:
+            problems[index] = str(exc)
+        except Exception as exc:  # a library failing in its own way is still a camera that did not open
+            problems[index] = f"{type(exc).__name__}: {exc}"
+
+    openers = [threading.Thread(target=open_one, args=(index, source), name=f"open-{source.camera}",
+                                daemon=True) for index, source in enumerate(sources)]
+    for opener in openers:
+        opener.start()
+    for opener in openers:
+        while opener.is_alive():
+            if cancel.wait(0.05):
+                raise StartCancelled()
+    if problems:
+        for index, source in enumerate(sources):
+            if index not in problems:
+                source.close()
+        index = min(problems)
+        raise UnavailableError(f"camera {sources[index].camera}: cannot open {sources[index].uri}: "
+                               f"{problems[index]}")
+    for source in sources:
+        log.info("camera %s: %s open", source.camera, source.uri, extra={"CAMERA": source.camera})
 
 
 def frame_timeout(config: Config, watchdog_seconds: float) -> float:
@@ -91,6 +117,14 @@ class Runtime:
         info = self.inference.info
         return info.model if info else ""
 
+    def health(self) -> str | None:
+        """None while every stage runs; else one line saying which one does not (the daemon exits 70)."""
+        publisher_health = getattr(self.publisher, "health", None)  # Publisher.health arrives with the MQTT work
+        for check in (self.pipeline.health, publisher_health):
+            if check is not None and (problem := check()) is not None:
+                return problem
+        return None
+
     def status_line(self) -> str:
         """systemd's STATUS=: one line a person reads in `systemctl status edged`."""
         snap = self.stats.snapshot()
@@ -105,12 +139,15 @@ class Runtime:
 
 def start_runtime(config: Config, *, alive: Callable[[], object],
                   publisher: Publisher | None = None, inference: Inference | None = None,
-                  watchdog_seconds: float = 0.0, on_change: Callable[[], None] = lambda: None) -> Runtime:
+                  watchdog_seconds: float = 0.0, on_change: Callable[[], None] = lambda: None,
+                  numbers: dict[str, FrameNumbers] | None = None,
+                  cancel: threading.Event | None = None) -> Runtime:
     """Build and start everything `config` describes (reusing a running `publisher` and `inference` when
-    given); on failure nothing this call started is left running."""
-    check_labels(config)
+    given); on failure nothing this call started is left running. `numbers`: frame numbers per camera
+    to continue (the daemon's, kept across reloads); `cancel`: set by a stop request. The config has
+    passed preflight.check_config (labels of tracking and zone filters included)."""
     publisher = publisher or make_publisher(config)
-    sources = make_sources(config.cameras)
+    sources = make_sources(config, {} if numbers is None else numbers)
     stats = PipelineStats(window_seconds=config.publish.stats_interval_seconds)
     reused = inference is not None
     if inference is None:
@@ -120,7 +157,8 @@ def start_runtime(config: Config, *, alive: Callable[[], object],
         inference.start()
     info = inference.info
     try:
-        open_sources(sources, (info.input_spec.width, info.input_spec.height) if info else (300, 300))
+        open_sources(sources, (info.input_spec.width, info.input_spec.height) if info else (300, 300),
+                     cancel or threading.Event())
     except BaseException:
         if not reused:
             inference.close()

@@ -6,7 +6,10 @@ replace a compiled dependency; outside systemd every call is a no-op.
 The watchdog is fed only with proof of progress — a frame that went all the
 way through the pipeline, or a capture loop visibly retrying a failed camera —
 never by a timer thread, so a wedged pipeline stops the pings and systemd
-restarts the service (WatchdogSec=, Restart=on-failure).
+restarts the service (WatchdogSec=, Restart=on-failure). Progress alone is not
+enough: the daemon's main loop must also have found every stage alive within
+the last few seconds (`vouch`), so a dead stage, or a main loop that is itself
+stuck, stops the pings even while some other thread still makes progress.
 """
 
 from __future__ import annotations
@@ -66,12 +69,14 @@ class Notifier:
 class Watchdog:
     """WATCHDOG=1 on proof of progress, at most once every half WatchdogSec."""
 
-    def __init__(self, notifier: Notifier) -> None:
+    def __init__(self, notifier: Notifier, vouch_seconds: float = 3.0) -> None:
         self._notifier = notifier
         self.interval = notifier.watchdog_seconds / 2
+        self.vouch_seconds = vouch_seconds
         self._last = 0.0
         self._lock = threading.Lock()
         self._armed = False
+        self._vouched_until = 0.0
         self.pings = 0
 
     @property
@@ -80,13 +85,24 @@ class Watchdog:
 
     def arm(self) -> None:
         """Start pinging on progress; called once READY=1 is sent (systemd ignores earlier pings anyway)."""
+        self.vouch()
         self._armed = True
+
+    def vouch(self) -> None:
+        """The main loop found every stage alive: progress may be reported for the next `vouch_seconds`."""
+        self._vouched_until = time.monotonic() + self.vouch_seconds
+
+    def withdraw(self) -> None:
+        """A stage is dead: no more pings, whatever progress the others make."""
+        self._vouched_until = 0.0
 
     def kick(self) -> bool:
         """Call when a frame completed the pipeline (or a failed source's retry loop ran); True if pinged."""
         if not (self._armed and self.enabled):
             return False
         now = time.monotonic()
+        if now > self._vouched_until:
+            return False
         with self._lock:
             if now - self._last < self.interval:
                 return False
