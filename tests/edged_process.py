@@ -65,7 +65,9 @@ class EdgedRun:
     """`python -m edged run ARGS` with its stderr collected line by line."""
 
     def __init__(self, args: list[str], *, data_dir: Path, notify: NotifyListener | None = None,
-                 watchdog_usec: int | None = None, env: dict[str, str] | None = None) -> None:
+                 watchdog_usec: int | None = None, env: dict[str, str] | None = None,
+                 command: list[str] | None = None) -> None:
+        """`command`: what runs instead of `python -m edged run` (a wrapper ending in `… run`)."""
         environment = {**os.environ, "EDGED_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", **(env or {})}
         for key in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM"):
             environment.pop(key, None)
@@ -74,7 +76,8 @@ class EdgedRun:
         if watchdog_usec is not None:
             environment["WATCHDOG_USEC"] = str(watchdog_usec)
         self.started = time.monotonic()
-        self.process = subprocess.Popen([sys.executable, "-m", "edged", "run", *args], cwd=REPO,
+        command = command or [sys.executable, "-m", "edged", "run"]
+        self.process = subprocess.Popen([*command, *args], cwd=REPO,
                                         env=environment, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, text=True)
         self.log: list[str] = []

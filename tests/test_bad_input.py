@@ -105,7 +105,7 @@ def run_subprocess(argv: list[str], data: Path) -> tuple[int, str]:
     try:
         done = subprocess.run([sys.executable, "-m", "edged", *argv], cwd=REPO, env=env, capture_output=True,
                               text=True, timeout=60, stdin=subprocess.DEVNULL, check=False)
-    except subprocess.TimeoutExpired as exc:  # it got past every check and ran: that row fails, not the others
+    except subprocess.TimeoutExpired as exc:  # it passed every check and ran: that row fails, not the others
         stderr = exc.stderr.decode() if isinstance(exc.stderr, bytes) else exc.stderr or ""
         return -1, stderr + "\n(still running after 60 s: killed)"
     return done.returncode, done.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import socket
 import subprocess
@@ -136,3 +137,65 @@ def test_config_check_command(tmp_path: Path):
     assert edged("config", "example").stdout == EXAMPLE.read_text()
     shown = edged("config", "show", str(EXAMPLE))
     assert shown.returncode == 0 and parse_config(shown.stdout) == Config()
+
+
+def float_paths(kind: mi.Type, prefix: str = "") -> list[str]:
+    """Every config key holding a float (alone or in a union), as `section.key` / `cameras[0].key`."""
+    if isinstance(kind, mi.Metadata):
+        kind = kind.type
+    if isinstance(kind, mi.FloatType):
+        return [prefix]
+    if isinstance(kind, mi.UnionType):
+        return next((found for member in kind.types if (found := float_paths(member, prefix))), [])
+    if isinstance(kind, mi.ListType):
+        return float_paths(kind.item_type, f"{prefix}[0]")
+    if isinstance(kind, mi.StructType):
+        return [path for field in kind.fields
+                for path in float_paths(field.type, f"{prefix}.{field.name}".lstrip("."))]
+    return []
+
+
+def toml_setting(path: str, value: str) -> str:
+    """`cameras[0].fps`, "inf" → "[[cameras]]\\nfps = inf\\n"; `a.b.c` → "[a.b]\\nc = …"."""
+    table, _, key = path.rpartition(".")
+    header = f"[[{table.removesuffix('[0]')}]]" if table.endswith("[0]") else f"[{table}]"
+    return f"{header}\n{key} = {value}\n"
+
+
+FLOAT_KEYS = float_paths(mi.type_info(Config))
+
+
+def test_the_float_keys_are_found():
+    assert {"service.frame_timeout_seconds", "cameras[0].fps", "publish.detections.max_per_second",
+            "mqtt.reconnect_max_seconds", "detector.threshold"} <= set(FLOAT_KEYS)
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
+def test_every_float_key_refuses_values_that_are_not_finite(value: str):
+    """Present keys and any added later: no float anywhere in the config may be inf or nan."""
+    for path in FLOAT_KEYS:
+        with pytest.raises(ConfigError) as error:
+            parse_config(toml_setting(path, value), "edged.toml")
+        assert str(error.value).startswith(f"edged.toml: {path}: "), (path, str(error.value))
+
+
+def test_non_finite_names_the_first_path_in_nested_values():
+    from edged.config import non_finite
+
+    path, value = non_finite({"a": [1.0, {"b": float("nan")}], "c": float("inf")})
+    assert path == "a[1].b" and math.isnan(value)
+    assert non_finite(Config()) is None
+    with pytest.raises(msgspec.ValidationError, match=r"finite number, not inf - at `\$.cameras\[0\].fps`"):
+        msgspec.convert({"cameras": [{"fps": float("inf")}]}, type=Config)  # what with_overrides re-validates
+
+
+def test_config_check_and_run_share_one_preflight(tmp_path: Path):
+    """The same file is refused by both with the same line (run after its own start-up logging)."""
+    config = tmp_path / "edged.toml"
+    config.write_text('[detector]\nallow_labels = ["persn"]\n')
+    check = edged("config", "check", str(config))
+    run = edged("run", "--config", str(config), "--backend", "cpu")
+    line = f"{config}: detector.allow_labels: unknown label(s) 'persn' (not in coco_labels.txt)"
+    assert check.returncode == run.returncode == EX_CONFIG
+    assert check.stderr.strip() == f"edged config: error: {line}"
+    assert run.stderr.strip().splitlines()[-1] == f"edged run: error: {line}"

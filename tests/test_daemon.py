@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -285,3 +287,115 @@ def test_sighup_refuses_a_bad_file_and_applies_a_good_one(fetched_data_dir: Path
         assert len(re.findall(r"inference worker pid \d+", run.text)) == workers
     finally:
         subscriber.stop()
+
+
+class SilentServer:
+    """A TCP server that accepts connections and never says a word: a camera hanging mid-handshake."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        self._sock.bind(("::1", 0))
+        self._sock.listen()
+        self.port = self._sock.getsockname()[1]
+        self.accepted = threading.Event()
+        self._held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self._sock.accept()
+            except OSError:
+                return
+            self._held.append(connection)
+            self.accepted.set()
+
+    def close(self) -> None:
+        self._sock.close()
+        for connection in self._held:
+            connection.close()
+
+
+def test_sigterm_while_a_stream_is_still_opening_exits_zero_at_once(fetched_data_dir: Path, broker, runs,
+                                                                     tmp_path: Path):
+    server = SilentServer()
+    config = tmp_path / "edged.toml"
+    config.write_text(f'[[cameras]]\nname = "gate"\nsource = "rtsp://[::1]:{server.port}/stream"\n'
+                      'timeout_seconds = 20\n')
+    try:
+        run = runs(["--config", str(config), "--backend", "cpu", "--broker", broker_url(broker)],
+                   data_dir=fetched_data_dir)
+        assert server.accepted.wait(30), run.text  # the open is under way, blocked on the silent server
+        time.sleep(0.5)
+        sent = time.monotonic()
+        run.signal(signal.SIGTERM)
+        code = run.wait(timeout=10)
+        took = time.monotonic() - sent
+    finally:
+        server.close()
+    print(f"exit {code} {took:.2f} s after SIGTERM")
+    assert code == 0, run.text[-2000:]
+    assert took < 3.0
+    assert "stop requested while the cameras were opening" in run.text
+
+
+def test_sighup_keeps_seq_growing_one_run_id_and_no_offline_flap(fetched_data_dir: Path, broker, notify, runs,
+                                                                  tmp_path: Path):
+    config = tmp_path / "edged.toml"
+    text = ('[detector]\nbackend = "cpu"\n[publish]\nstats_interval_seconds = 1.0\n'
+            '[[cameras]]\nname = "lab"\nfps = 10\n')
+    config.write_text(text)
+    subscriber = Subscriber("::1", broker.port, ("edged/pi-seq/#",))
+    topic = "edged/pi-seq/lab/detections"
+    try:
+        run = runs(["--config", str(config), "--broker", broker_url(broker), "--device-id", "pi-seq"],
+                   data_dir=fetched_data_dir, notify=notify)
+        subscriber.wait_topic(topic, count=4, timeout=30)
+        publish_only = ("stats_interval_seconds = 1.0", "stats_interval_seconds = 2.0")
+        camera = ("fps = 10", "fps = 8")  # its source is rebuilt
+        for count, change in ((1, publish_only), (2, camera)):
+            text = text.replace(*change)
+            config.write_text(text)
+            sent = time.monotonic()
+            run.signal(signal.SIGHUP)
+            run.wait_log("reload: applying the new configuration", count=count)
+            notify.wait_for("READY=1", since=sent, timeout=20)
+            subscriber.wait_topic(topic, count=len(subscriber.on(topic)) + 4, timeout=20)
+        subscriber.wait_topic("edged/pi-seq/stats", count=2)
+        messages = list(subscriber.messages)
+    finally:
+        subscriber.stop()
+    seqs = [m.json()["seq"] for m in messages if m.topic == topic]
+    assert seqs == sorted(set(seqs)), seqs  # never back to 1, never repeated
+    run_ids = {m.json()["run_id"] for m in messages
+               if m.topic in (topic, "edged/pi-seq/status", "edged/pi-seq/stats")}
+    assert len(run_ids) == 1 and len(run_ids.pop()) == 16
+    states = [m.json()["state"] for m in messages if m.topic == "edged/pi-seq/status"]
+    assert states and "offline" not in states, states
+    assert assert_valid_payloads(messages) >= 12
+
+
+def test_an_oversized_picture_is_skipped_with_bounded_memory(fetched_data_dir: Path, broker, runs,
+                                                            tmp_path: Path):
+    """A 12000x12000 PNG (432 MB decoded) beside two photos: skipped from its header, once, with a warning."""
+    from tests.bad_files import write_big_png
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("cat.bmp", "pets.jpg"):
+        shutil.copy(fetched_data_dir / "samples" / name, photos / name)
+    write_big_png(photos / "big.png", 12000, 12000)
+    subscriber = Subscriber("::1", broker.port, ("edged/pi-big/cam0/detections",))
+    try:
+        run = runs(["--backend", "cpu", "--broker", broker_url(broker), "--device-id", "pi-big",
+                    "--source", str(photos)], data_dir=fetched_data_dir)
+        received = subscriber.wait_topic("edged/pi-big/cam0/detections", count=6, timeout=30)
+        status = Path(f"/proc/{run.process.pid}/status").read_text()
+    finally:
+        subscriber.stop()
+    peak_mb = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
+    print(f"daemon peak RSS {peak_mb:.0f} MB")
+    sizes = {(m.json()["frame"]["width"], m.json()["frame"]["height"]) for m in received}
+    assert sizes == {Image.open(photos / n).size for n in ("cat.bmp", "pets.jpg")}  # both, three passes
+    assert peak_mb < 400  # decoding the PNG alone would take 432 MB
+    assert run.text.count("big.png: 12000x12000 pixels is more than the limit of 50 megapixels") == 1

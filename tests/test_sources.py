@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from PIL import Image
 
 from edged.errors import ConfigError
-from edged.sources.base import Backoff, SourceError
+from edged.sources.base import Backoff, FrameNumbers, SourceError
 from edged.sources.factory import create_source, describe
 from edged.sources.images import ImageSource
 from edged.sources.picamera import Picamera2Source
@@ -185,3 +186,50 @@ def test_backoff_doubles_up_to_the_cap_and_resets():
     assert [backoff.next_delay() for _ in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
     backoff.reset()
     assert backoff.next_delay() == 0.5
+
+
+def test_a_picture_over_the_pixel_limit_is_skipped_from_its_header_once(photo_dir: Path, caplog):
+    from tests.bad_files import png_header
+
+    (photo_dir / "big.png").write_bytes(png_header(10000, 6000))  # 60 MP claimed; no pixels to decode
+    source = ImageSource("cam0", str(photo_dir), max_pixels=50_000_000)
+    frames = read_n(source, 3 * len(PHOTOS))
+    assert [f.width for f in frames] == [rgb(photo_dir / n).shape[1] for n in sorted(PHOTOS)] * 3
+    warnings = [r.getMessage() for r in caplog.records if "big.png" in r.getMessage()]
+    assert warnings == [(f"camera cam0: skipping {photo_dir / 'big.png'}: 10000x6000 pixels is more than the "
+                         "limit of 50 megapixels (service.max_image_megapixels)")]
+
+
+def test_pictures_beyond_the_cache_budget_are_decoded_each_time(photo_dir: Path):
+    from edged.sources.images import DecodedCache
+
+    cache = DecodedCache(limit=1_000_000)  # cat.bmp (524 KB decoded) fits; the second picture would not
+    first, second = cache.load(photo_dir / "cat.bmp"), cache.load(photo_dir / "grace_hopper.bmp")
+    assert cache.load(photo_dir / "cat.bmp") is first
+    assert cache.load(photo_dir / "grace_hopper.bmp") is not second
+    assert np.array_equal(cache.load(photo_dir / "grace_hopper.bmp"), second)
+
+
+def test_a_fifo_is_not_read_when_the_source_opens(tmp_path: Path):
+    """A program feeding pictures into a FIFO may start later: opening must not wait for it."""
+    fifo = tmp_path / "camera.jpg"
+    os.mkfifo(fifo)
+    source = ImageSource("cam0", str(fifo))
+    source.open((300, 300))  # would block forever if it read the FIFO
+    source.close()
+
+
+def test_a_video_file_without_frames_fails_when_it_opens(tmp_path: Path, fetched_data_dir: Path):
+    pytest.importorskip("cv2")
+    from tests.bad_files import make
+
+    video = make("video", "no_frames", tmp_path, fetched_data_dir)
+    with pytest.raises(SourceError, match="no decodable frames"):
+        create_source("cam0", str(video)).open((300, 300))
+
+
+def test_frame_numbers_continue_in_a_rebuilt_source(photo_dir: Path):
+    numbers = FrameNumbers()
+    first = read_n(create_source("cam0", str(photo_dir), numbers=numbers), 3)
+    again = read_n(create_source("cam0", str(photo_dir), numbers=numbers), 3)  # a reload rebuilt the camera
+    assert [f.seq for f in first + again] == [1, 2, 3, 4, 5, 6]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 def configure(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    check = actions.add_parser("check", help="validate a config file as `edged run` does at start, without loading a "
-                                   "model or opening a camera (exit 0, or 78)")
+    check = actions.add_parser("check", help="validate a config file as `edged run` does at start, without "
+                                   "loading a model or opening a camera (exit 0, or 78)")
     check.add_argument("file", nargs="?", type=Path, metavar="FILE",
                        help="config file (default: /etc/edged/edged.toml)")
     show = actions.add_parser("show", help="print the effective configuration (file + defaults), documented")

@@ -55,7 +55,7 @@ class DetectionsPayload(msgspec.Struct, kw_only=True):
 
     v: Literal[1] = 1
     device: str
-    run_id: str = ""  # the process's run: (device, run_id, camera, seq) never repeats, `seq` only grows in a run
+    run_id: str = ""  # the process's run: `seq` only grows within one, (run_id, camera, seq) never repeats
     camera: str
     seq: int
     captured_at: str

@@ -156,7 +156,7 @@ class Daemon:
                 next_status = now + self.config.service.status_interval_seconds
 
     def _check_health(self) -> None:
-        """Vouch for the watchdog while every stage is alive; exit 70 (systemd restarts edged) when one is not."""
+        """Vouch for the watchdog while every stage is alive; exit 70 (systemd restarts edged) if one is not."""
         assert self.runtime is not None
         problem = self.runtime.health()
         if problem is None:

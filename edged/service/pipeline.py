@@ -85,7 +85,7 @@ class Pipeline:
         if self._stop_capture.is_set():
             return None
         threads = [self._inference_thread, self._publish_thread, *self.captures]
-        dead = next((thread for thread in threads if thread.ident is not None and not thread.is_alive()), None)
+        dead = next((thread for thread in threads if thread.ident and not thread.is_alive()), None)
         return None if dead is None else f"thread {dead.name} died"
 
     def _done(self) -> None:

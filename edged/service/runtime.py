@@ -119,7 +119,7 @@ class Runtime:
 
     def health(self) -> str | None:
         """None while every stage runs; else one line saying which one does not (the daemon exits 70)."""
-        publisher_health = getattr(self.publisher, "health", None)  # Publisher.health arrives with the MQTT work
+        publisher_health = getattr(self.publisher, "health", None)  # arrives with the MQTT work
         for check in (self.pipeline.health, publisher_health):
             if check is not None and (problem := check()) is not None:
                 return problem

@@ -30,7 +30,7 @@ from edged.sources.video import STREAM_SCHEMES, VIDEO_SUFFIXES, VideoSource, is_
 
 SAMPLES = "samples"
 PICAMERA2_URI = re.compile(r"^picamera2(:[0-9]+)?$")
-NEEDS_HOST = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://")  # udp/tcp/srt may listen on any address
+NEEDS_HOST = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://")  # udp/tcp/srt may listen on all
 
 
 def describe(uri: str) -> str:

@@ -105,7 +105,8 @@ class ImageSource(Source):
 
     live = False
 
-    def __init__(self, camera: str, uri: str, *, hint: str = "", max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    def __init__(self, camera: str, uri: str, *, hint: str = "",
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         super().__init__(camera, uri)
         self._hint = hint  # what to do when nothing is there, e.g. which fetch command to run
         self._queue: list[Path] = []
