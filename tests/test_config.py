@@ -156,10 +156,23 @@ def float_paths(kind: mi.Type, prefix: str = "") -> list[str]:
 
 
 def toml_setting(path: str, value: str) -> str:
-    """`cameras[0].fps`, "inf" → "[[cameras]]\\nfps = inf\\n"; `a.b.c` → "[a.b]\\nc = …"."""
-    table, _, key = path.rpartition(".")
-    header = f"[[{table.removesuffix('[0]')}]]" if table.endswith("[0]") else f"[{table}]"
-    return f"{header}\n{key} = {value}\n"
+    """`cameras[0].zones[0].min_score`, "inf" → "[[cameras]]\\n[[cameras.zones]]\\n…min_score = inf\\n".
+
+    Tables along the path get their own headers (arrays of tables with `[[…]]`); a table that needs
+    fields of its own to be valid gets them from REQUIRED, so only the float under test is wrong.
+    """
+    *tables, key = path.split(".")
+    lines, prefix = [], []
+    for table in tables:
+        name = table.removesuffix("[0]")
+        prefix.append(name)
+        dotted = ".".join(prefix)
+        lines.append(f"[[{dotted}]]" if table.endswith("[0]") else f"[{dotted}]")
+        lines.extend(REQUIRED.get(dotted, []))
+    return "\n".join([*lines, f"{key} = {value}", ""])
+
+
+REQUIRED = {"cameras.zones": ['name = "drive"', "polygon = [[0, 0], [1, 0], [1, 1]]"]}
 
 
 FLOAT_KEYS = float_paths(mi.type_info(Config))
