@@ -27,8 +27,6 @@ THREADS = {
     "publish": r"publish",
     "mqtt": r"paho-mqtt-client-.*",
 }
-ROLES = [*list(THREADS)[:3], pytest.param("mqtt", marks=pytest.mark.xfail(
-    reason="needs Publisher.health() (paho's network thread), which the MQTT work adds", strict=False))]
 
 
 @pytest.fixture
@@ -38,7 +36,7 @@ def notify(tmp_path: Path):
     listener.close()
 
 
-@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("role", THREADS)
 def test_a_dead_thread_stops_edged_with_exit_70(role: str, fetched_data_dir: Path, mosquitto, notify,
                                                  tmp_path: Path):
     broker = mosquitto()
