@@ -1,8 +1,9 @@
 """The daemon's configuration: one TOML file, strictly typed, every key with a documented default.
 
 Sections: `[device]`, `[detector]` (DetectorSettings), `[mqtt]` (MqttSettings),
-`[publish]` (PublishSettings), `[tracking]` (TrackingSettings), `[[cameras]]`
-(with `[cameras.tracking]` overrides and `[[cameras.zones]]`) and `[service]`. msgspec decodes
+`[publish]` (PublishSettings), `[tracking]` (TrackingSettings), `[record]`
+(RecordSettings), `[[cameras]]` (with `[cameras.tracking]` and `[cameras.record]`
+overrides and `[[cameras.zones]]`) and `[service]`. msgspec decodes
 the file straight into these Structs, so a wrong type or an unknown key is
 rejected with its key path ("edged.toml: cameras[0].fps: Expected `float`…");
 a file that does not exist where `--config` points is an error too, but with
@@ -29,6 +30,7 @@ from edged.detect.settings import DetectorSettings
 from edged.errors import ConfigError
 from edged.fields import documented
 from edged.publish.settings import MqttSettings, PublishSettings
+from edged.record.settings import RecordOverride, RecordSettings
 from edged.track.settings import TrackingSettings, ZoneSettings
 
 DEFAULT_PATH = Path("/etc/edged/edged.toml")
@@ -77,6 +79,9 @@ class CameraConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     zones: Annotated[list[ZoneSettings], documented(
         "Zones", "`[[cameras.zones]]` tables: named polygons whose occupancy is counted and whose entering "
         "and leaving are events.")] = []
+    record: Annotated[RecordOverride, documented(
+        "Recording overrides", "What this camera changes of `[record]` (e.g. `enabled = true`, "
+        "`labels = [\"person\"]`); unset keys inherit it.")] = msgspec.field(default_factory=RecordOverride)
 
 
 class ServiceConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -122,6 +127,10 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         "Tracking", "Object tracking, zones and events, for every camera (`[cameras.tracking]` overrides "
         "per camera).")] = \
         msgspec.field(default_factory=TrackingSettings)
+    record: Annotated[RecordSettings, documented(
+        "Recording", "Frames kept with the model's detections as a dataset to retrain on, for every camera "
+        "(`[cameras.record]` overrides per camera); off by default.")] = \
+        msgspec.field(default_factory=RecordSettings)
     cameras: Annotated[list[CameraConfig], documented("Cameras", "One `[[cameras]]` table per camera.",
                                                   min_length=1)] = \
         msgspec.field(default_factory=lambda: [CameraConfig()])
@@ -147,6 +156,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             if twice is not None:
                 raise ValueError(f"zone name `{twice}` is used twice - at `$.cameras[{index}].zones`")
             self._camera_tracking(index)
+            self._camera_record(index)
         if self.service.reconnect_max_seconds < self.service.reconnect_initial_seconds:
             raise ValueError(
                 "must be at least `reconnect_initial_seconds` - at `$.service.reconnect_max_seconds`")
@@ -162,6 +172,18 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             assert match is not None
             raise ValueError(f"{match.group('message')} - at `$.cameras[{index}].tracking"
                              f"{match.group('path') or ''}`") from None
+
+    def _camera_record(self, index: int) -> RecordSettings:
+        try:
+            return self.cameras[index].record.apply(self.record)
+        except msgspec.ValidationError as exc:
+            message, path = _split(str(exc))
+            raise ValueError(f"{message} - at `$.cameras[{index}].record{path}`") from None
+
+    def record_for(self, camera: str) -> RecordSettings:
+        """The `[record]` settings with this camera's `[cameras.record]` keys in place."""
+        index = next(i for i, c in enumerate(self.cameras) if c.name == camera)
+        return self._camera_record(index)
 
     def tracking_for(self, camera: str) -> TrackingSettings:
         """The `[tracking]` settings with this camera's overrides applied."""
@@ -188,12 +210,23 @@ def non_finite(value: object, path: str = "") -> tuple[str, float] | None:
 _KEY_PATH = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
 
 
+def _split(text: str) -> tuple[str, str]:
+    """msgspec's message and key path (`.mqtt.qos`); a path a nested __post_init__ put into its own
+    message ("… - at `$.uncertain_max` - at `$.record`") is joined on: `.record.uncertain_max`."""
+    match = _KEY_PATH.match(text)
+    assert match is not None
+    message, path = match.group("message"), match.group("path") or ""
+    inner = _KEY_PATH.match(message)
+    if inner is not None and inner.group("path"):
+        message, path = inner.group("message"), path + inner.group("path")
+    return message, path
+
+
 def _explain(where: str, exc: Exception) -> ConfigError:
     """msgspec's "Expected `int`, got `str` - at `$.mqtt.qos`" → "FILE: mqtt.qos: Expected `int`, …"."""
-    match = _KEY_PATH.match(str(exc))
-    assert match is not None
-    path = (match.group("path") or "").lstrip(".")
-    message = match.group("message").replace("Object contains unknown field", "unknown key")
+    message, path = _split(str(exc))
+    path = path.lstrip(".")
+    message = message.replace("Object contains unknown field", "unknown key")
     return ConfigError(f"{where}: {path + ': ' if path else ''}{message}")
 
 
