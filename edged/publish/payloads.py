@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from edged.record.stats import RecordStats
 from edged.types import Box, Detection
 
 SCHEMA_VERSION = 1
@@ -154,6 +155,7 @@ class Stats(msgspec.Struct, kw_only=True):
     publish_dropped: int = 0
     mqtt: MqttLink = msgspec.field(default_factory=MqttLink)
     cameras: dict[str, CameraStats] = msgspec.field(default_factory=dict)
+    record: RecordStats | None = None  # null: no camera records
     cpu_temp_c: float | None = None
     tpu_temp_c: float | None = None
     published_at: str = ""

@@ -6,6 +6,9 @@ import msgspec
 
 
 class RecordStats(msgspec.Struct, kw_only=True):
+    """Recording since the Recorder started (counters), and the dataset on disk now; `stopped` says why
+    recording stopped (a read-only or full disk), null while it runs."""
+
     offered: int = 0  # frames offered while recording
     queued: int = 0  # frames a policy kept and the queue took
     saved: int = 0  # frames written

@@ -34,6 +34,7 @@ from edged.publish.settings import DEFAULT_BROKER
 from edged.service.inference import Inference
 from edged.service.journal import setup_logging
 from edged.service.preflight import check_config
+from edged.service.recording import Recording
 from edged.service.runtime import Runtime, StartCancelled, make_publisher, start_runtime
 from edged.service.tracking import detector_settings
 from edged.service.systemd import Notifier, Watchdog
@@ -122,10 +123,11 @@ class Daemon:
             threading.excepthook = previous_hook
         return 0
 
-    def _start(self, config: Config, publisher: Publisher, inference: Inference | None = None) -> Runtime:
+    def _start(self, config: Config, publisher: Publisher, inference: Inference | None = None,
+               recording: Recording | None = None) -> Runtime:
         return start_runtime(config, alive=self.watchdog.kick, publisher=publisher, inference=inference,
                              watchdog_seconds=self.notifier.watchdog_seconds, on_change=self._state_changed,
-                             numbers=self._numbers, cancel=self._stopping)
+                             numbers=self._numbers, cancel=self._stopping, recording=recording)
 
     def _go_live(self, runtime: Runtime) -> None:
         runtime.publisher.start(backend=runtime.inference.backend, model=runtime.model,
@@ -173,6 +175,7 @@ class Daemon:
             log.info("stopping: finishing the frame in flight")
             runtime.pipeline.stop(timeout=max(0.5, deadline - time.monotonic() - 1.5))
             runtime.end_events("stopped")
+            runtime.recording.close(timeout=max(0.2, min(2.0, deadline - time.monotonic() - 1.5)))
             runtime.publisher.stop(timeout=max(0.5, deadline - time.monotonic() - 0.5))
             runtime.inference.close()
         if self.broker is not None:
@@ -200,7 +203,8 @@ class Daemon:
             inference_ms=InferenceMs(p50=snap.inference_p50_ms, p95=snap.inference_p95_ms),
             frames_processed=snap.frames_processed, frames_dropped=snap.frames_dropped,
             cameras={name: CameraStats(fps=c.fps, frames_dropped=c.frames_dropped,
-                                       source_state=c.source_state) for name, c in snap.cameras.items()})
+                                       source_state=c.source_state) for name, c in snap.cameras.items()},
+            record=runtime.recording.stats())
 
     def _setup_logging(self, config: Config) -> None:
         setup_logging("debug" if self.verbose else config.service.log_level, device_id=config.device_id)
@@ -245,14 +249,17 @@ class Daemon:
         inference = old.inference if same_inference(old.config, new) else None
         if inference is None:
             old.inference.close()
+        recording = old.recording if old.recording.serves(new) else None
+        if recording is None:
+            old.recording.close(timeout=2.0)
         self._setup_logging(new)
         self._ensure_broker(new)
         try:
-            runtime = self._start(new, publisher, inference)
+            runtime = self._start(new, publisher, inference, recording)
         except EdgedError as exc:
             log.error("reload failed (%s); restarting with the previous configuration", exc)
             new, publisher = self.config, old.publisher
-            runtime = self._start(new, publisher, inference)
+            runtime = self._start(new, publisher, inference, recording)  # reused: it serves both
         if publisher is not old.publisher:
             # The same status topic goes on at once under the new publisher: no `offline` in between.
             old.publisher.stop(timeout=1.0, handover=publisher.topics.status == old.publisher.topics.status)

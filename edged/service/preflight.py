@@ -4,8 +4,8 @@
 same `check_config`, so a file that passes the check does not then fail at
 start: source URIs that can never work, an unknown model or one of another
 kind, model and label files named but absent, labels in `allow_labels` /
-`deny_labels` (and tracking or zone filters) that the model's label file does
-not have. Each is a ConfigError
+`deny_labels` (and tracking, zone or recording filters) that the model's label
+file does not have. Each is a ConfigError
 (exit 78) naming the key path. What the check cannot know — whether the
 manifest model is fetched, whether the camera is plugged in — stays a runtime
 UnavailableError (exit 69).
@@ -20,6 +20,7 @@ from edged.detect.labels import read_labels
 from edged.detect.models import load_manifest, packaged_labels
 from edged.detect.settings import DetectorSettings
 from edged.errors import ConfigError, EdgedError
+from edged.service.recording import check_record_labels
 from edged.service.tracking import check_labels
 from edged.sources.factory import create_source
 
@@ -38,6 +39,7 @@ def check_config(config: Config, where: str | None = None) -> None:
     try:
         check_detector(config.detector)
         check_labels(config)
+        check_record_labels(config)
     except ConfigError as exc:
         raise ConfigError(f"{prefix}{exc}") from None
 

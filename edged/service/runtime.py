@@ -24,6 +24,7 @@ from edged.errors import UnavailableError
 from edged.publish.publisher import Publisher
 from edged.service.inference import Inference
 from edged.service.pipeline import CameraRun, Pipeline
+from edged.service.recording import Recording
 from edged.service.stats import PipelineStats
 from edged.service.tracking import Tracking, captions, detector_settings
 from edged.sources.base import FrameNumbers, Source, SourceError
@@ -105,6 +106,7 @@ class Runtime:
     pipeline: Pipeline
     stats: PipelineStats
     tracking: Tracking
+    recording: Recording
 
     def end_events(self, reason: str) -> None:
         """Close every open event (edged stopping, configuration replaced): ends and zone counts at 0 are
@@ -134,6 +136,8 @@ class Runtime:
                 f"{snap.inference_p50_ms:.1f} ms · {cameras} · {self.publisher.link}")
         if state == "degraded" and self.inference.reason:
             line += f" · {self.inference.reason}"
+        if (recording := self.recording.status()) is not None:
+            line += f" · {recording}"
         return line
 
 
@@ -141,11 +145,11 @@ def start_runtime(config: Config, *, alive: Callable[[], object],
                   publisher: Publisher | None = None, inference: Inference | None = None,
                   watchdog_seconds: float = 0.0, on_change: Callable[[], None] = lambda: None,
                   numbers: dict[str, FrameNumbers] | None = None,
-                  cancel: threading.Event | None = None) -> Runtime:
-    """Build and start everything `config` describes (reusing a running `publisher` and `inference` when
-    given); on failure nothing this call started is left running. `numbers`: frame numbers per camera
-    to continue (the daemon's, kept across reloads); `cancel`: set by a stop request. The config has
-    passed preflight.check_config (labels of tracking and zone filters included)."""
+                  cancel: threading.Event | None = None, recording: Recording | None = None) -> Runtime:
+    """Build and start everything `config` describes (reusing a running `publisher`, `inference` and
+    `recording` when given); on failure nothing this call started is left running. `numbers`: frame
+    numbers per camera to continue (the daemon's, kept across reloads); `cancel`: set by a stop request.
+    The config has passed preflight.check_config (labels of tracking, zone and record filters included)."""
     publisher = publisher or make_publisher(config)
     sources = make_sources(config, {} if numbers is None else numbers)
     stats = PipelineStats(window_seconds=config.publish.stats_interval_seconds)
@@ -165,19 +169,21 @@ def start_runtime(config: Config, *, alive: Callable[[], object],
         raise
 
     tracking = Tracking(config)
+    recording = recording or Recording(config)
 
     def publish(frame: Frame, result: WorkerResult, backend: str, model: str) -> None:
         update = tracking.update(frame, result.detections)
-        detections = tracking.reported(result.detections) if tracking else result.detections
+        detections = tracking.reported(result.detections)  # what passes the configured threshold
         publisher.publish_frame(frame.source, frame, detections, inference_ms=result.inference_ms,
                                 backend=backend, model=model,
                                 captions=captions(detections, update) if update is not None else None)
         if update is not None:
             publisher.publish_tracking(frame.source, frame, update)
+        recording.offer(frame, result.detections, update)
 
     runs = [CameraRun(source, fps_cap(camera, source),
                       config.detector.resize if camera.resize == "default" else camera.resize,
-                      keep_image=camera.snapshot != "none")
+                      keep_image=camera.snapshot != "none" or recording.records(camera.name))
             for camera, source in zip(config.cameras, sources)]
     for run in runs:
         log.info("camera %s: %s, fps cap %s", run.source.camera, run.source.uri,
@@ -185,4 +191,4 @@ def start_runtime(config: Config, *, alive: Callable[[], object],
     service = config.service
     pipeline = Pipeline(runs, inference, publish, stats=stats, alive=alive,
                         reconnect=(service.reconnect_initial_seconds, service.reconnect_max_seconds))
-    return Runtime(config, publisher, inference, pipeline, stats, tracking)
+    return Runtime(config, publisher, inference, pipeline, stats, tracking, recording)

@@ -2,9 +2,11 @@
 
 Called from the publish callback (runtime.start_runtime), so each camera's
 frames reach its tracker in capture order whatever the inference pipeline
-does. Two things the config implies are decided here:
+does (recording runs right after it and gets `recorded_tracks`). Two things
+the config implies are decided here:
 - with tracking on, the detector reports down to `[tracking] low_score` (the
-  tracker's second stage needs the dips), while `…/detections` and the
+  tracker's second stage needs the dips), and down to `[record] uncertain_min`
+  for cameras recording `uncertain` frames, while `…/detections` and the
   per-label counts still only carry what passes `detector.threshold`;
 - zone and tracking label filters must name labels of the model: a typo would
   otherwise silently never match (ConfigError with the key path, exit 78).
@@ -23,14 +25,19 @@ from edged.detect.labels import read_labels
 from edged.detect.models import load_manifest, packaged_labels
 from edged.detect.settings import DetectorSettings
 from edged.errors import ConfigError, EdgedError
+from edged.record.policy import TrackUpdate as RecordedTrack
 from edged.track.events import CameraTracker, TrackUpdate
 from edged.types import Detection, Frame
 
 
 def detector_settings(config: Config) -> DetectorSettings:
-    """The detector as the daemon runs it: its threshold lowered to the trackers' low_score if needed."""
+    """The detector as the daemon runs it: its threshold lowered to the trackers' low_score, and to the
+    uncertain band's low end of cameras recording `uncertain` frames, if needed."""
     tracked = [config.tracking_for(camera.name) for camera in config.cameras]
     lows = [settings.low_score for settings in tracked if settings.enabled]
+    recorded = [config.record_for(camera.name) for camera in config.cameras]
+    lows += [settings.uncertain_min for settings in recorded
+             if settings.enabled and "uncertain" in settings.policies]
     if not lows or min(lows) >= config.detector.threshold:
         return config.detector
     return msgspec.structs.replace(config.detector, threshold=min(lows))
@@ -61,6 +68,16 @@ def check_labels(config: Config) -> None:
         if unknown:
             raise ConfigError(f"{where}: unknown label {unknown[0]!r}: the model {config.detector.model} "
                               "has no such label (`edged models list` names its labels file)")
+
+
+def recorded_tracks(detections: list[Detection], update: TrackUpdate) -> list[RecordedTrack]:
+    """What recording's `new_object` policy needs of this frame, per detection (index into `detections`) a
+    track matched now: its event id (`…/events` `id`: unique across restarts), first frame, best so far."""
+    index = {id(d): i for i, d in enumerate(detections)}
+    new = {event.track_id for event in update.events if event.type == "new"}
+    best = {shot.track_id for shot in update.best_shots}
+    return [RecordedTrack(index[id(o.detection)], o.event_id, o.track_id in new, o.track_id in best)
+            for o in update.objects if o.seen_now and id(o.detection) in index]
 
 
 def captions(detections: list[Detection], update: TrackUpdate) -> list[str]:
