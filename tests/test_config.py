@@ -85,6 +85,11 @@ def test_every_config_key_appears_in_the_example():
     ("[publish.detections]\nmode = 'sometimes'\n", "edged.toml: publish.detections.mode: Invalid enum value"),
     ("[service]\nreconnect_initial_seconds = 5.0\nreconnect_max_seconds = 1.0\n",
      "edged.toml: service.reconnect_max_seconds: must be at least"),
+    ("[record]\nuncertain_min = 0.7\n", "edged.toml: record.uncertain_max: must be above `uncertain_min`"),
+    ("[[cameras]]\n[cameras.record]\nuncertain_max = 0.2\n",
+     "edged.toml: cameras[0].record.uncertain_max: must be above `uncertain_min`"),
+    ("[[cameras]]\n[cameras.record]\npolicies = ['often']\n",
+     "edged.toml: cameras[0].record.policies[0]: Invalid enum value 'often'"),
     ("[detector\n", "edged.toml: not valid TOML"),
 ])
 def test_bad_files_name_the_key_path_and_what_was_expected(text: str, message: str):
