@@ -6,7 +6,8 @@ what the model finds on the photos (`sample_frames`: the same model, run here);
 the export of that dataset is read by pycocotools. Two more runs: a tiny quota
 (rotates oldest-first, never exceeded, sampled while edged writes) and a
 read-only record directory (a real read-only bind mount in a private mount
-namespace: one log line, a counter in `…/stats`, detections go on).
+namespace: one log line, a counter in `…/stats`, detections go on). A SIGHUP keeps the
+recorder when recording did not change and replaces it when it did.
 """
 
 from __future__ import annotations
@@ -215,3 +216,46 @@ def test_config_check_refuses_a_record_label_the_model_does_not_have(fetched_dat
                            text=True, timeout=60)
     assert check.returncode == 78 and check.stderr.count("\n") == 1, check.stderr
     assert f"{key}: unknown label 'persn'" in check.stderr
+
+
+def test_sighup_keeps_the_recorder_unless_recording_changed(fetched_data_dir: Path, broker, tmp_path: Path):
+    from tests.edged_process import NotifyListener
+
+    root, config = tmp_path / "dataset", tmp_path / "edged.toml"
+    text = (f'[detector]\nbackend = "cpu"\n[publish]\nstats_interval_seconds = 1.0\n'
+            f'[record]\nenabled = true\ndirectory = "{root}"\npolicies = ["interval"]\n'
+            f'interval_seconds = 0.5\n'
+            f'[[cameras]]\nname = "cam0"\nfps = 10\n')
+    config.write_text(text)
+    notify = NotifyListener(tmp_path)
+    subscriber = Subscriber("::1", broker.port, (f"edged/{DEVICE}/stats",))
+    run = EdgedRun(["--config", str(config), "--broker", broker_url(broker), "--device-id", DEVICE],
+                   data_dir=fetched_data_dir, notify=notify)
+
+    def offered_after(sent: float, count: int) -> list[int]:
+        notify.wait_for("READY=1", since=sent, timeout=20)
+        before = len(subscriber.on(f"edged/{DEVICE}/stats"))
+        subscriber.wait_topic(f"edged/{DEVICE}/stats", count=before + count, timeout=20)
+        return [m.json()["record"]["offered"] for m in subscriber.on(f"edged/{DEVICE}/stats")[before:]]
+
+    try:
+        offered = offered_after(0.0, 3)
+        config.write_text(text.replace("fps = 10", "fps = 8"))  # the camera changed, recording did not
+        sent = time.monotonic()
+        run.signal(signal.SIGHUP)
+        kept = offered_after(sent, 2)
+        config.write_text(text.replace("fps = 10", "fps = 8").replace("interval_seconds = 0.5",
+                                                                    "interval_seconds = 0.25"))
+        sent = time.monotonic()
+        run.signal(signal.SIGHUP)
+        run.wait_log("reload: applying the new configuration", count=2)
+        replaced = offered_after(sent, 1)
+        stop(run)
+    finally:
+        run.stop()
+        subscriber.stop()
+        notify.close()
+    assert offered == sorted(offered) and kept[0] > offered[-1]  # counting on: the same recorder
+    assert replaced[0] < kept[-1]  # counting from 0 again: a new recorder
+    assert run.text.count("recording camera(s) cam0 into") == 2
+    assert len(list(sidecars(root))) >= 3  # what the first recorder wrote is still there
