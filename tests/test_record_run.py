@@ -259,3 +259,16 @@ def test_sighup_keeps_the_recorder_unless_recording_changed(fetched_data_dir: Pa
     assert replaced[0] < kept[-1]  # counting from 0 again: a new recorder
     assert run.text.count("recording camera(s) cam0 into") == 2
     assert len(list(sidecars(root))) >= 3  # what the first recorder wrote is still there
+
+
+@pytest.mark.parametrize("where, status", [("dataset", "OK"), ("a-file/dataset", "WARN")])
+def test_doctor_says_whether_recording_can_write(fetched_data_dir: Path, tmp_path: Path, where: str,
+                                                 status: str):
+    (tmp_path / "a-file").write_text("not a directory")
+    config = tmp_path / "edged.toml"
+    config.write_text(f'[record]\nenabled = true\ndirectory = "{tmp_path / where}"\n')
+    doctor = subprocess.run([sys.executable, "-m", "edged", "doctor", "--config", str(config)], cwd=REPO,
+                            env={**os.environ, "EDGED_DATA_DIR": str(fetched_data_dir)}, capture_output=True,
+                            text=True, timeout=60)
+    line = next(line for line in doctor.stdout.splitlines() if line.split()[1:2] == ["record"])
+    assert line.split()[0] == status and str(tmp_path / where) in line, line

@@ -191,6 +191,26 @@ def check_clock(report: Report) -> None:
                     "payload timestamps may be wrong — enable systemd-timesyncd or chrony")
 
 
+def check_recording(report: Report, config) -> None:
+    """Where `[record]` writes: a directory edged cannot write stops recording at its first frame."""
+    import os
+    import shutil
+
+    from edged import paths
+
+    if not any(config.record_for(camera.name).enabled for camera in config.cameras):
+        return
+    root = Path(config.record.directory) if config.record.directory else paths.dataset_dir()
+    existing = next(path for path in (root, *root.parents) if path.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        report.line("WARN", "record", f"{root}: {existing} is not a writable directory: recording would stop "
+                    "at its first frame (detection and publishing would go on)")
+        return
+    free = shutil.disk_usage(existing).free
+    report.line("OK", "record", f"{root}: writable, {free / 1e6:.0f} MB free (quota "
+                f"{config.record.quota_mb:g} MB and {config.record.quota_percent:g} % of the disk)")
+
+
 def main(args: argparse.Namespace) -> int:
     from edged import __version__
     from edged.config import DEFAULT_PATH, load_config
@@ -205,5 +225,6 @@ def main(args: argparse.Namespace) -> int:
     check_models(report, settings)
     check_cameras(report, config)
     check_brokers(report, config)
+    check_recording(report, config)
     check_clock(report)
     return 1 if report.failed else 0
