@@ -129,7 +129,7 @@ def check_cameras(report: Report, config) -> None:
 
 
 def check_models(report: Report, settings) -> None:
-    from edged.detect.models import resolve
+    from edged.detect.catalog import resolve
     from edged.errors import EdgedError
 
     try:

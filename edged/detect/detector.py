@@ -22,7 +22,7 @@ from edged.detect import backends
 from edged.detect.labels import read_labels
 from edged.detect.layout import LayoutError, OpLayout, find_layout, settle_classes
 from edged.detect.loading import OpenModel, load_model
-from edged.detect.models import ResolvedModel
+from edged.detect.catalog import ResolvedModel
 from edged.detect.postprocess import Decoding, Filters, Postprocessor
 from edged.detect.preprocess import InputSpec, quantize
 from edged.detect.settings import DetectorSettings

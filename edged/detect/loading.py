@@ -21,7 +21,8 @@ from typing import Any, Literal, Self
 import numpy as np
 
 from edged.detect import backends
-from edged.detect.models import ModelKind, ResolvedModel, resolve
+from edged.detect.catalog import ResolvedModel, resolve
+from edged.detect.models import ModelKind
 from edged.detect.preprocess import InputSpec, prepare
 from edged.detect.runtime import load_runtime
 from edged.detect.settings import DetectorSettings, ModelSettings

@@ -1,8 +1,8 @@
-"""The model manifest (models/manifest.toml, shipped as `edged._models`) and integrity checks.
+"""The model manifest's schema (models/manifest.toml, shipped as `edged._models`) and integrity checks.
 
 The manifest says which files make up each model and how to recognise the right
-bytes; this module turns DetectorSettings into verified paths. Verification is
-a hash over the file (SHA-256, or the git blob id Coral's files are published
+bytes; catalog.py adds the local models and turns settings into verified paths.
+Verification is a hash over the file (SHA-256, or the git blob id Coral's files are published
 under); a `<file>.verified` sidecar remembers a passed check (with the file's
 size and mtime) so opening a model stays cheap, and records the SHA-256 of
 blob-pinned files as OFFICIAL_SOURCES.md asks. Downloading lives in fetch.py.
@@ -22,9 +22,7 @@ from typing import Literal
 
 import msgspec
 
-from edged import paths
-from edged.detect.settings import DetectorSettings, ModelSettings
-from edged.errors import ConfigError, DataError, NoInputError, UnavailableError
+from edged.errors import ConfigError, DataError, UnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +61,7 @@ class ModelEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     title: str
     kind: ModelKind = "detector"
     labels: str
+    labels_sha256: str | None = None  # a local model's labels file; built-in labels ship in the package
     input_size: tuple[int, int]
     cpu: Variant | None = None
     edgetpu: Variant | None = None
@@ -194,73 +193,4 @@ def verified_path(entry: FileEntry, directory: Path, *, fetch_hint: str) -> Path
     if state == "mismatch":
         problem = mismatch(entry, digest_file(path))
         raise DataError(f"{path} is corrupt or not the pinned file: {problem}; run `{fetch_hint}` to replace it")
-    return path
-
-
-# ---- settings → files --------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class ResolvedModel:
-    """What loading a model needs: labels and, per backend, the file to load (None: not available)."""
-
-    name: str
-    labels: Path
-    cpu: Path | None
-    cpu_output: str | None  # an OutputKind, or None (unknown: a user file)
-    edgetpu: Path | None
-    anchors: Path | None
-    decode: Path | None
-    cpu_problem: Exception | None = None  # why `cpu` is None (raised when the CPU is actually needed)
-    edgetpu_problem: str | None = None  # why `edgetpu` is None, for the fallback line
-    kind: ModelKind | None = None  # the manifest's kind; None for a user file (its outputs tell)
-
-
-def resolve(settings: DetectorSettings | ModelSettings, *, models_dir: Path | None = None) -> ResolvedModel:
-    """Map settings (manifest name and/or explicit files) to local paths, verifying manifest files."""
-    manifest = load_manifest()
-    directory = models_dir or paths.models_dir()
-    entry = manifest.model(settings.model)
-    labels = Path(settings.labels_file) if settings.labels_file else packaged_labels(entry.labels)
-    cpu = cpu_output = anchors = decode = cpu_problem = None
-    if settings.model_file:
-        cpu = _user_file(settings.model_file, "model file")
-        anchors = _user_file(settings.anchors_file, "anchors file") if settings.anchors_file else None
-    else:
-        variant = entry.cpu if settings.cpu_variant == "cpu" else entry.raw
-        hint = f"edged models fetch {settings.model}" + (" --variant raw" if settings.cpu_variant == "raw" else "")
-        if variant is None:
-            cpu_problem = UnavailableError(f"model {settings.model} has no {settings.cpu_variant} variant")
-        else:
-            try:
-                cpu = verified_path(variant, directory, fetch_hint=hint)
-                cpu_output = variant.output
-                anchors = verified_path(variant.anchors, directory, fetch_hint=hint) if variant.anchors else None
-                decode = verified_path(variant.decode, directory, fetch_hint=hint) if variant.decode else None
-            except (UnavailableError, DataError) as exc:
-                cpu, cpu_problem = None, exc
-    edgetpu, edgetpu_problem = _edgetpu_file(settings, entry, directory)
-    name = Path(settings.model_file).stem if settings.model_file else settings.model
-    return ResolvedModel(name, labels, cpu, cpu_output, edgetpu, anchors, decode,
-                         cpu_problem, edgetpu_problem, None if settings.model_file else entry.kind)
-
-
-def _edgetpu_file(settings: DetectorSettings | ModelSettings, entry: ModelEntry, directory: Path
-                  ) -> tuple[Path | None, str | None]:
-    if settings.edgetpu_model_file:
-        return _user_file(settings.edgetpu_model_file, "Edge TPU model file"), None
-    if settings.model_file:
-        return None, "no Edge TPU build is configured for the given model file (edgetpu_model_file)"
-    if entry.edgetpu is None:
-        return None, f"model {settings.model} has no Edge TPU variant"
-    try:
-        hint = f"edged models fetch {settings.model} --variant edgetpu"
-        return verified_path(entry.edgetpu, directory, fetch_hint=hint), None
-    except (UnavailableError, DataError) as exc:
-        return None, str(exc)
-
-
-def _user_file(name: str, what: str) -> Path:
-    path = Path(name)
-    if not path.is_file():
-        raise NoInputError(f"{what} {path} does not exist")
     return path
