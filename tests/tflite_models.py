@@ -82,3 +82,20 @@ def with_state_input() -> bytes:
     model.operatorCodes = [opcode(schema.BuiltinOperator.RESHAPE), opcode(schema.BuiltinOperator.ADD)]
     model.subgraphs = [graph]
     return _pack(model)
+
+
+def with_edgetpu_op(cpu_model: bytes) -> bytes:
+    """A CPU model that also lists the `edgetpu-custom-op` among its operator codes, used by no operator.
+
+    A stand-in for an edgetpu_compiler build where none can be made (the compiler is x86-only and not on
+    PyPI): it carries what identifies an Edge TPU build — the custom op's code — while its graph stays
+    the CPU one, so it still runs, e.g. through the stand-in delegate.
+    """
+    schema = _schema()
+    model = _unpack(cpu_model)
+    code = schema.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
+    code.customCode = b"edgetpu-custom-op"
+    code.version = 1
+    model.operatorCodes.append(code)
+    return _pack(model)
