@@ -5,6 +5,7 @@ containers in IPv6-only namespaces (tests/fleet.py), with the health gate and ro
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -60,6 +61,48 @@ def test_argument_specs_stop_a_bad_value_before_anything_changes(tmp_path):
     assert "Validation of arguments failed" in output, output
     assert "edged_edgetpu" in output and "none, usb, pci" in output, output
     assert parse_recap(output)["localhost"]["changed"] == 0
+
+
+def test_argument_specs_require_the_pins_of_a_custom_model(tmp_path):
+    """A custom model without the SHA-256 of one of its files stops the run before anything changes."""
+    model = {"name": "doorbell", "kind": "detector", "file": "doorbell.tflite", "labels": "doorbell_labels.txt",
+             "labels_sha256": "0" * 64, "edgetpu_file": "doorbell_edgetpu.tflite"}
+    done = _run([_tool("ansible-playbook"), "-i", "localhost,", "-c", "local", "site.yml",
+                 "-e", "edged_hosts=localhost", "-e", json.dumps({"edged_custom_models": [model]}),
+                 "-e", f"ansible_python_interpreter={sys.executable}"], timeout=120)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0, output
+    assert "Validation of arguments failed" in output, output
+    assert "sha256" in output and "edgetpu_sha256" in output, output
+    assert parse_recap(output)["localhost"]["changed"] == 0
+
+
+def test_custom_model_files_are_found_in_the_mirror_and_checked_before_any_push(tmp_path):
+    """The role's controller side: files looked up in the mirror dirs (the first that has it), hashed, and a
+    wrong pin refused with both digests — before the push and `edged models add` tasks run."""
+    mirror = (SHARED / "models").resolve()
+    classifier = mirror / "zoo" / "mobilenet_v2_1.0_224_quant.tflite"
+    if not classifier.is_file():
+        pytest.skip(f"the shared model mirror is not at {mirror}")
+    digest = hashlib.sha256(classifier.read_bytes()).hexdigest()
+    model = {"name": "birds", "kind": "classifier", "file": classifier.name, "sha256": digest,
+             "labels": "imagenet_labels.txt", "labels_sha256": "f" * 64}
+    playbook = tmp_path / "custom.yml"
+    playbook.write_text(json.dumps([{
+        "name": "Custom models", "hosts": "localhost", "gather_facts": False,
+        "tasks": [{"name": "Ship", "ansible.builtin.include_role": {"name": str(ANSIBLE_DIR / "roles" / "edged"),
+                                                                   "tasks_from": "models_custom"}}]}]))
+    done = _run([_tool("ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook),
+                 "-e", json.dumps({"edged_custom_models": [model],
+                                  "edged_models_mirror_dirs": [str(mirror), str(mirror / "zoo")]}),
+                 "-e", f"ansible_python_interpreter={sys.executable}"], timeout=120)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0, output
+    assert f"ok: [localhost] => (item=birds: {classifier.name})" in output, output
+    labels = hashlib.sha256((mirror / "zoo" / "imagenet_labels.txt").read_bytes()).hexdigest()
+    assert (f"birds: imagenet_labels.txt ({mirror / 'zoo' / 'imagenet_labels.txt'}) has sha256 {labels} but "
+            f"edged_custom_models pins {'f' * 64}") in output, output
+    assert "TASK [Push the custom model files]" not in output, output
 
 
 def _render(tmp_path: Path, variables: dict, template: Path | None = None) -> str:
@@ -206,9 +249,16 @@ def _assert_running(fleet: Fleet, devices: list[Device], version: str, statuses:
 @pytest.mark.ansible
 @pytest.mark.timeout(1200)
 def test_fleet_rollout_health_gate_and_rollbacks(fleet, fleet_wheelhouses):
+    mirror = (SHARED / "models").resolve()
+    own_model = {"name": "own_ssd", "kind": "detector", "title": "the default SSD, shipped as our own",
+                 "file": "ssd_mobilenet_v1_1.0_coco_quant_2018_06_29_postprocess.tflite",
+                 "labels": "coco_labels.txt"}
+    own_model |= {"sha256": hashlib.sha256((mirror / own_model["file"]).read_bytes()).hexdigest(),
+                  "labels_sha256": hashlib.sha256((mirror / own_model["labels"]).read_bytes()).hexdigest()}
     fleet.write_inventory({
         "edged_mqtt_brokers": [fleet.broker_url],  # mqtt://[fd00:ed9e::1]:1883, over the IPv6-only LAN
-        "edged_models_mirror_dirs": [str((SHARED / "models").resolve()), str((SHARED / "images").resolve())],
+        "edged_models_mirror_dirs": [str(mirror), str((SHARED / "images").resolve())],
+        "edged_custom_models": [own_model],
         "edged_health_delay": 2,
         "edged_controller_cache": str(fleet.workdir / "controller-cache"),
     }, host_vars={
@@ -218,7 +268,8 @@ def test_fleet_rollout_health_gate_and_rollbacks(fleet, fleet_wheelhouses):
         "pi2": "edged_edgetpu=pci edged_libedgetpu_install=false edged_models_variants='[\"cpu\"]' "
                "edged_backend=cpu",
         # pi3 buffers on its own mosquitto, bridged to the fleet broker: its gate reads the bridged status.
-        "pi3": "edged_mqtt_local_bridge=true",
+        # It runs the custom model every host received, by name.
+        "pi3": "edged_mqtt_local_bridge=true edged_model=own_ssd",
     })
     pi1, pi2, pi3 = fleet.devices
 
@@ -237,6 +288,11 @@ def test_fleet_rollout_health_gate_and_rollbacks(fleet, fleet_wheelhouses):
     # pi3's edged knows only its local broker; its status reached the fleet broker through the bridge.
     assert 'brokers = ["mqtt://[::1]:1883"]' in pi3.container.exec(["cat", "/etc/edged/edged.toml"]).stdout
     assert pi3.container.show("mosquitto", "ActiveState") == "active"
+    # The custom model reached every host through `edged models add`; pi3's daemon runs it by name.
+    assert fleet.statuses()["pi3"]["model"] == "own_ssd"
+    for device in fleet.devices:
+        local = device.container.exec(["cat", "/var/lib/edged/models/models.local.toml"]).stdout
+        assert '[models."own_ssd"]' in local and own_model["sha256"] in local, device.name
 
     # 2. The same release again: nothing changes anywhere.
     again = _rollout(fleet, fleet_wheelhouses[GOOD], ["100%"])
