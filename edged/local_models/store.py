@@ -79,6 +79,8 @@ def add(name: str, submission: Submission, vetted: Vetted, models_dir: Path, *, 
     with _writing(models_dir):
         manifest = load_local(models_dir)
         old = manifest.models.get(name)
+        if old is not None and title is None:  # no --title: keep the one it has
+            entry = msgspec.structs.replace(entry, title=old.title)
         same = old is not None and _same(old, entry)
         if old is not None and same and _intact(old, directory):
             return Added("unchanged", old, directory)
@@ -138,7 +140,7 @@ def _entry(name: str, submission: Submission, vetted: Vetted, sources: list[tupl
         tpu = pins[submission.edgetpu]
         variants["edgetpu"] = Variant(file=tpu.file, sha256=tpu.sha256, size=tpu.size, output=vetted.output,
                                       note=_note(submission.edgetpu))
-    return ModelEntry(title=title or f"{name}: your own {vetted.kind} ({submission.file.name})",
+    return ModelEntry(title=title or f"{name}: your own {vetted.kind}",
                       kind=vetted.kind, labels=labels.file, labels_sha256=labels.sha256,
                       input_size=vetted.input_size, **variants)
 
