@@ -46,8 +46,8 @@ class DetectorSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     """Which model, which accelerator, which runtime, and how raw outputs become detections."""
 
     model: Annotated[str, documented(
-        "Model", "Name of a model in the manifest (`edged models list`); its files are fetched with "
-        "`edged models fetch NAME`.")] = DEFAULT_MODEL
+        "Model", "Name of a model in the manifest (`edged models list`; its files are fetched with "
+        "`edged models fetch NAME`) or of one added with `edged models add NAME`.")] = DEFAULT_MODEL
     cpu_variant: Annotated[Literal["cpu", "raw"], documented(
         "CPU variant", "Which CPU file of the model runs on the CPU: `cpu` (the model with its own "
         "post-process op) or `raw` (no NMS in the model: edged decodes the boxes and runs its NMS).")] = "cpu"
@@ -103,8 +103,8 @@ class ModelSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """
 
     model: Annotated[str, documented(
-        "Model", "Name of a classifier or segmenter in the manifest (`edged models list`); its files are "
-        "fetched with `edged models fetch NAME`.")]
+        "Model", "Name of a classifier or segmenter in the manifest (`edged models list`; its files are "
+        "fetched with `edged models fetch NAME`) or added with `edged models add NAME`.")]
     model_file: Annotated[str | None, documented(
         "Model file", "A .tflite file to run on the CPU instead of the manifest's file.")] = None
     edgetpu_model_file: Annotated[str | None, documented(
