@@ -21,6 +21,8 @@ import pytest
 
 from edged import cli
 from edged.errors import EX_DATAERR, EX_NOINPUT, EX_UNAVAILABLE, EX_USAGE
+from tests.edged_process import EdgedRun, NotifyListener, broker_url
+from tests.fixtures.broker import Subscriber
 from tests.tflite_models import with_edgetpu_op
 
 SSD = "ssd_mobilenet_v1_1.0_coco_quant_2018_06_29_postprocess.tflite"
@@ -94,6 +96,25 @@ def test_an_added_model_is_scored_by_evaluate_like_the_built_in_one(data_dir: Pa
     built_in, mine = json.loads(result.stdout)["models"]
     assert mine["model"] == "mine" and mine["map50"] == built_in["map50"] > 0.5
     assert mine["per_class"] == built_in["per_class"]
+
+
+def test_edged_run_publishes_the_added_models_detections_under_its_name(data_dir: Path, mosquitto, tmp_path: Path):
+    broker = mosquitto()
+    notify = NotifyListener(tmp_path)
+    subscriber = Subscriber("::1", broker.port, ("edged/#",))
+    run = EdgedRun(["--backend", "cpu", "--model", "mine", "--broker", broker_url(broker), "--device-id", "own"],
+                   data_dir=data_dir, notify=notify)
+    try:
+        notify.wait_for("READY=1")
+        subscriber.wait_for(lambda ms: any(m.topic == "edged/own/cam0/detections" and m.json()["detections"]
+                                           for m in ms), timeout=30)
+        payload = next(m.json() for m in subscriber.on("edged/own/cam0/detections") if m.json()["detections"])
+        assert payload["model"] == "mine"
+        assert subscriber.on("edged/own/status")[-1].json()["model"] == "mine"
+    finally:
+        run.stop()
+        subscriber.stop()
+        notify.close()
 
 
 def test_an_added_classifier_classifies_and_detect_refuses_it(data_dir: Path, image_mirror: Path):
