@@ -19,10 +19,10 @@ import msgspec
 import numpy as np
 
 from edged.detect import backends
+from edged.detect.catalog import ResolvedModel
 from edged.detect.labels import read_labels
 from edged.detect.layout import LayoutError, OpLayout, find_layout, settle_classes
 from edged.detect.loading import OpenModel, load_model
-from edged.detect.catalog import ResolvedModel
 from edged.detect.postprocess import Decoding, Filters, Postprocessor
 from edged.detect.preprocess import InputSpec, quantize
 from edged.detect.settings import DetectorSettings

@@ -22,6 +22,7 @@ from typing import Literal
 
 import msgspec
 
+from edged import paths
 from edged.errors import ConfigError, DataError, UnavailableError
 
 log = logging.getLogger(__name__)
