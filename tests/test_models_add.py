@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from edged import cli
-from edged.errors import EX_DATAERR, EX_NOINPUT, EX_UNAVAILABLE, EX_USAGE
+from edged.errors import EX_CANTCREAT, EX_DATAERR, EX_NOINPUT, EX_USAGE
 from tests.edged_process import EdgedRun, NotifyListener, broker_url
 from tests.fixtures.broker import Subscriber
 from tests.tflite_models import with_edgetpu_op
@@ -272,12 +272,12 @@ def test_a_full_or_read_only_data_dir_is_one_line_and_loses_nothing(
     manifest = (small_disk / "models" / "models.local.toml").read_bytes()
     kept = sorted(path.name for path in (small_disk / "models" / "local").iterdir())
     exit_code, _, errors = run(capsys, *add_args("cls", model_mirror, CLASSIFIER, "zoo/imagenet_labels.txt"))
-    assert exit_code == EX_UNAVAILABLE
-    assert len(errors) == 1 and "No space left on device; nothing was added" in errors[0], errors
+    assert exit_code == EX_CANTCREAT
+    assert len(errors) == 1 and "disk full; nothing was added" in errors[0], errors
     subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
     exit_code, _, errors = run(capsys, *add_args("cls", model_mirror, CLASSIFIER, "zoo/imagenet_labels.txt"))
-    assert exit_code == EX_UNAVAILABLE
-    assert len(errors) == 1 and "Read-only file system" in errors[0], errors
+    assert exit_code == EX_CANTCREAT
+    assert len(errors) == 1 and "read-only file system; nothing was added" in errors[0], errors
     assert (small_disk / "models" / "models.local.toml").read_bytes() == manifest
     assert sorted(path.name for path in (small_disk / "models" / "local").iterdir()) == kept
     assert run(capsys, "segment", "--backend", "cpu", "--model", "seg",

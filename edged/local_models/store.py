@@ -8,12 +8,11 @@ one, never a manifest pinning bytes that are not there. Names are never
 those of a built-in model (a config naming a zoo model must get the zoo's
 bytes). Adding the same files again changes nothing (or puts back a stored
 copy that no longer matches its pin), so a fleet tool can run it on every
-deploy. A read-only or full data dir is one line, exit 69.
+deploy. A read-only or full data dir is one line, exit 73.
 """
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
 import re
@@ -26,6 +25,7 @@ from typing import Literal
 
 import msgspec
 
+from edged import paths
 from edged.dataset.atomic import sync_directory, write_atomic
 from edged.detect.catalog import LocalManifest, load_local, local_files_dir, local_manifest_path
 from edged.detect.models import (
@@ -37,7 +37,7 @@ from edged.detect.models import (
     load_manifest,
     record_verified,
 )
-from edged.errors import EX_USAGE, DataError, EdgedError, UnavailableError
+from edged.errors import EX_USAGE, CantCreateError, DataError, EdgedError
 from edged.local_models.toml_writer import render
 from edged.local_models.vetting import Submission, Vetted
 
@@ -45,8 +45,6 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 RESERVED = {"samples"}  # `edged models fetch samples` means the sample photos
 LOCK = ".models.local.lock"
 PIN_DIGITS = 12
-UNWRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM}
-FULL = {errno.ENOSPC, errno.EDQUOT}
 
 Outcome = Literal["added", "replaced", "repaired", "unchanged"]
 
@@ -225,13 +223,10 @@ def _writing(models_dir: Path) -> Iterator[None]:
 
 @contextmanager
 def _disk_errors(path: Path) -> Iterator[None]:
-    """A read-only, forbidden or full data dir as one line (exit 69) naming the path."""
+    """A read-only, forbidden or full data dir as one line (exit 73) naming the path and why."""
     try:
         yield
     except OSError as exc:
-        if exc.errno in UNWRITABLE:
-            raise UnavailableError(f"cannot write {path}: {exc.strerror} (the data dir must be writable by "
-                                   "this user; set EDGED_DATA_DIR to use another)") from None
-        if exc.errno in FULL:
-            raise UnavailableError(f"cannot write {path}: {exc.strerror}; nothing was added") from None
-        raise
+        raise CantCreateError(f"cannot write {path}: {paths.write_problem(exc)}; nothing was added (the data "
+                              "dir must be writable by this user and have room; EDGED_DATA_DIR selects "
+                              "another)") from None
