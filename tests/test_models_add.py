@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from edged import cli
-from edged.errors import EX_CANTCREAT, EX_DATAERR, EX_NOINPUT, EX_USAGE
+from edged.errors import EX_CANTCREAT, EX_CONFIG, EX_DATAERR, EX_NOINPUT, EX_USAGE
 from tests.edged_process import EdgedRun, NotifyListener, broker_url
 from tests.fixtures.broker import Subscriber
 from tests.tflite_models import with_edgetpu_op
@@ -115,6 +115,27 @@ def test_edged_run_publishes_the_added_models_detections_under_its_name(data_dir
         run.stop()
         subscriber.stop()
         notify.close()
+
+
+@pytest.mark.parametrize(("detector", "code", "error"), [
+    ('model = "mine"\nallow_labels = ["dog", "cat"]', 0, None),
+    ('model = "mine"\nallow_labels = ["unicorn"]', EX_CONFIG,
+     "detector.allow_labels: unknown label(s) 'unicorn' (not in mine-"),
+    ('model = "birds"', EX_CONFIG, "detector.model: birds is a classifier, not a detector"),
+    ('model = "nobody"', EX_CONFIG, "detector.model: unknown model 'nobody' (known: ssd_mobilenet_v1_coco_quant"),
+])
+def test_config_check_knows_the_added_models(detector: str, code: int, error: str | None, data_dir: Path,
+                                              tmp_path: Path):
+    config = tmp_path / "edged.toml"
+    config.write_text(f"[detector]\n{detector}\n")
+    result = edged("config", "check", str(config), data_dir=data_dir)
+    assert result.returncode == code, result.stderr
+    if error is None:
+        assert result.stderr == ""
+    else:
+        [line] = error_lines(result.stderr)
+        assert line.startswith(f"edged config: error: {config}: {error}"), line
+        assert "nobody" not in detector or line.endswith("; added here: mine, birds)")
 
 
 def test_an_added_classifier_classifies_and_detect_refuses_it(data_dir: Path, image_mirror: Path):

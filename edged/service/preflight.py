@@ -2,13 +2,14 @@
 
 `edged config check` and `edged run` (at start and on every SIGHUP) call the
 same `check_config`, so a file that passes the check does not then fail at
-start: source URIs that can never work, an unknown model or one of another
-kind, model and label files named but absent, labels in `allow_labels` /
-`deny_labels` (and tracking, zone or recording filters) that the model's label
-file does not have. Each is a ConfigError
-(exit 78) naming the key path. What the check cannot know — whether the
-manifest model is fetched, whether the camera is plugged in — stays a runtime
-UnavailableError (exit 69).
+start: source URIs that can never work, a model name in neither the built-in
+nor the local manifest (`edged models add`) or one of another kind, model and
+label files named but absent, labels in `allow_labels` / `deny_labels` (and
+tracking, zone or recording filters) that the model's label file does not have.
+Each is a ConfigError (exit 78) naming the key path. What the check cannot know —
+whether the manifest model is fetched, whether a local model's files still match
+their pins, whether the camera is plugged in — stays a runtime error (exit 69, or
+65 for a file that is not the pinned one).
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from edged.config import Config
+from edged.detect.catalog import find_model
 from edged.detect.labels import read_labels
-from edged.detect.models import load_manifest, packaged_labels
 from edged.detect.settings import DetectorSettings
-from edged.errors import ConfigError, EdgedError
+from edged.errors import ConfigError, DataError, EdgedError, UnavailableError
 from edged.service.recording import check_record_labels
 from edged.service.tracking import check_labels
 from edged.sources.factory import create_source
@@ -45,11 +46,12 @@ def check_config(config: Config, where: str | None = None) -> None:
 
 
 def check_detector(settings: DetectorSettings) -> None:
-    """The model exists in the manifest and is a detector, named files exist, filtered labels exist."""
+    """The model exists (built-in or local) and is a detector, named files exist, filtered labels exist."""
     try:
-        entry = load_manifest().model(settings.model)
+        found = find_model(settings.model)
     except ConfigError as exc:
         raise ConfigError(f"detector.model: {exc}") from None
+    entry = found.entry
     if entry.kind != "detector":
         raise ConfigError(f"detector.model: {settings.model} is a {entry.kind}, not a detector")
     for key in FILE_KEYS:
@@ -58,7 +60,10 @@ def check_detector(settings: DetectorSettings) -> None:
             raise ConfigError(f"detector.{key}: {name} does not exist or is not a file")
     if not (settings.allow_labels or settings.deny_labels):
         return
-    labels_path = Path(settings.labels_file) if settings.labels_file else packaged_labels(entry.labels)
+    try:
+        labels_path = Path(settings.labels_file) if settings.labels_file else found.labels()
+    except (UnavailableError, DataError):
+        return  # a local model's labels gone or changed: the run says so with the model's own error
     try:
         known = set(read_labels(labels_path))
     except EdgedError as exc:

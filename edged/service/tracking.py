@@ -21,8 +21,8 @@ from pathlib import Path
 import msgspec
 
 from edged.config import Config
+from edged.detect.catalog import find_model
 from edged.detect.labels import read_labels
-from edged.detect.models import load_manifest, packaged_labels
 from edged.detect.settings import DetectorSettings
 from edged.errors import ConfigError, EdgedError
 from edged.record.policy import TrackUpdate as RecordedTrack
@@ -48,7 +48,7 @@ def model_labels(settings: DetectorSettings) -> list[str] | None:
     try:
         if settings.labels_file:
             return read_labels(Path(settings.labels_file))
-        return read_labels(packaged_labels(load_manifest().model(settings.model).labels))
+        return read_labels(find_model(settings.model).labels())
     except (EdgedError, OSError, KeyError, ValueError):
         return None
 
