@@ -3,9 +3,11 @@
 The stand-in (tests/fixtures/edgetpu.py) is a real delegate library: in "ok" mode
 the model runs "through" it (on the CPU kernels), so the daemon believes it runs
 on `edgetpu:usb`; in the abort modes it kills its process with SIGABRT the way a
-libedgetpu USB error does. The frames come from the sample photos, which are
-files: they are never dropped at the hand-off, so every gap in the published
-sequence numbers is a frame lost to a failure.
+libedgetpu USB error does. `auto` looks for Edge TPU hardware before it loads
+the library, so each daemon gets a hardware root with a USB Coral laid out as
+sysfs shows one. The frames come from the sample photos, which are files: they
+are never dropped at the hand-off, so every gap in the published sequence
+numbers is a frame lost to a failure.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pytest
 
 from tests.edged_process import EdgedRun, NotifyListener, broker_url
 from tests.fixtures.broker import Subscriber, assert_valid_payloads
+from tests.fixtures.edgetpu import attach_coral
 
 DEVICE = "pi-coral"
 DETECTIONS = f"edged/{DEVICE}/cam0/detections"
@@ -44,10 +47,16 @@ def notify(tmp_path: Path) -> Iterator[NotifyListener]:
     listener.close()
 
 
-def write_config(path: Path, library: Path, model_file: Path, *, retry: float, fps: float = 10) -> Path:
+def write_config(path: Path, library: Path, model_file: Path, *, retry: float, fps: float = 10,
+                 hardware: Path | None = None) -> Path:
+    """An `auto` config with the stand-in library; `hardware`: its hardware root (default: one Coral)."""
+    if hardware is None:
+        hardware = path.parent / "hardware"
+        attach_coral(hardware)
     path.write_text(
         f'[detector]\nbackend = "auto"\nedgetpu_library = "{library}"\nedgetpu_model_file = "{model_file}"\n'
-        f'tpu_retry_seconds = {retry}\n[[cameras]]\nfps = {fps}\n[publish]\nstats_interval_seconds = 1.0\n')
+        f'tpu_retry_seconds = {retry}\nhardware_root = "{hardware}"\n[[cameras]]\nfps = {fps}\n'
+        f'[publish]\nstats_interval_seconds = 1.0\n')
     return path
 
 

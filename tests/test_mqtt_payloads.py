@@ -50,7 +50,7 @@ def test_emitted_payloads_validate_and_broken_ones_do_not():
 def test_status_has_exactly_the_contract_keys():
     status = msgspec.json.decode(encode(StatusPayload(state="degraded", version="1", backend="cpu", model="m",
                                                       since="2026-01-01T00:00:00.000000Z")))
-    assert list(status) == ["state", "version", "backend", "model", "since", "run_id"]
+    assert list(status) == ["state", "version", "backend", "model", "since", "run_id", "accelerators"]
 
 
 def test_topics_build_and_parse_back():

@@ -40,7 +40,8 @@ def edgetpu_attached(sysfs: Path = Path("/sys/bus/usb/devices"), dev: Path = Pat
     """Edge TPUs visible to the kernel, without loading libedgetpu: "usb:<sysfs name>" / "pci:/dev/apex_N".
 
     Lets `edged models fetch` decide whether the Edge TPU build is worth
-    downloading and `edged doctor` say what is plugged in.
+    downloading, `edged doctor` say what is plugged in, and `auto` choose
+    between the Edge TPU and the CPU (and notice a Coral plugged in later).
     """
     found = [f"pci:{path}" for path in sorted(dev.glob("apex_*"))]
     for device in sorted(sysfs.glob("*")) if sysfs.is_dir() else []:
@@ -51,6 +52,11 @@ def edgetpu_attached(sysfs: Path = Path("/sys/bus/usb/devices"), dev: Path = Pat
         if ids in EDGETPU_USB_IDS:
             found.append(f"usb:{device.name}")
     return found
+
+
+def edgetpu_attached_under(root: Path) -> list[str]:
+    """`edgetpu_attached` for a system whose /sys and /dev are under `root` (the `hardware_root` setting)."""
+    return edgetpu_attached(root / "sys" / "bus" / "usb" / "devices", root / "dev")
 
 
 def is_edgetpu_compiled(path: Path) -> bool:

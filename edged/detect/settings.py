@@ -21,8 +21,10 @@ RuntimeChoice = Literal["auto", "litert", "tflite_runtime", "tensorflow"]
 
 # Where and how any model runs: shared by DetectorSettings and ModelSettings so each key means one thing.
 Backend = Annotated[Literal["auto", "cpu", "edgetpu"], documented(
-    "Backend", "`edgetpu` requires a Coral; `cpu` never touches it; `auto` tries the Edge TPU and "
-    "falls back to the CPU file of the same network, saying why.")]
+    "Backend", "`edgetpu` requires a Coral; `cpu` never touches it; `auto` uses the Edge TPU when one is "
+    "attached and works, else the CPU file of the same network, saying why. The daemon is `online` on the "
+    "CPU when no Edge TPU is attached, `degraded` when an attached one fails, and picks up a Coral plugged "
+    "in later without a restart.")]
 EdgeTpuDevice = Annotated[str, documented(
     "Edge TPU device", "libedgetpu device selector: `usb`, `usb:N`, `pci` or `pci:N`.",
     pattern=r"^(usb|pci)(:[0-9]+)?$")]
@@ -64,6 +66,18 @@ class DetectorSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
         "SSD `model_file`; manifest models bring their own.")] = None
     backend: Backend = "auto"
     edgetpu_device: EdgeTpuDevice = "usb"
+    devices: Annotated[list[Annotated[str, msgspec.Meta(pattern=r"^(usb|pci)(:[0-9]+)?$")]], documented(
+        "Edge TPU devices", "Several Edge TPUs, one worker each (e.g. `[\"usb:0\", \"usb:1\", \"pci:0\"]`): "
+        "frames go to whichever is free, and one that fails hands its share to the others. Empty: "
+        "`edgetpu_device` alone.")] = []
+    workers: Annotated[int, documented(
+        "CPU workers", "Worker processes for CPU inference, each with `threads` threads; frames go to "
+        "whichever is free (on a multi-core Pi, 2 workers x 1 thread keep the cores busier than 1 x 2).",
+        ge=1, le=16)] = 1
+    hardware_root: Annotated[str, documented(
+        "Hardware root", "Where edged looks for Edge TPUs (USB ids under `<root>/sys/bus/usb/devices`, "
+        "`<root>/dev/apex_*`): `/` on a device; another directory for diagnostics, tests, or a container "
+        "that mounts the host's /sys and /dev elsewhere.")] = "/"
     edgetpu_library: EdgeTpuLibrary = "libedgetpu.so.1"
     threads: Threads = 1
     runtime: Runtime = "auto"
@@ -86,8 +100,8 @@ class DetectorSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
         "Max detections", "At most this many detections per image, best first.", ge=1, le=1000)] = 20
     resize: Resize = "stretch"
     tpu_retry_seconds: Annotated[float, documented(
-        "Edge TPU retry", "After falling back to the CPU at runtime, try the Edge TPU again this often "
-        "(seconds; 0: never).", ge=0.0)] = 60.0
+        "Edge TPU retry", "While an attached Edge TPU fails (`auto`), try it again this often (seconds; 0: "
+        "never). A Coral that appears is tried at once.", ge=0.0)] = 60.0
 
     def runtime_for(self, backend: Literal["cpu", "edgetpu"]) -> RuntimeChoice:
         """The runtime choice for one backend: its own override, else the shared one."""

@@ -1,173 +1,122 @@
-"""Inference in a child process, so a native crash in the accelerator library kills only the child.
+"""The parent's handle on one inference worker process: jobs into shared-memory slots, results back.
 
-libedgetpu aborts the whole process on some USB errors; in a worker that is a
-dead child the parent notices at once (its pipe closes, its sentinel fires)
-and replaces. The child is started with the "spawn" context (never fork: the
-parent runs threads and MQTT sockets), loads the model with Detector.open, and
-then serves one frame at a time: the input tensor arrives through shared
-memory (no pickling of pixels), the few detections go back over the pipe.
-The child ignores SIGINT/SIGTERM — a service stop signals the whole cgroup,
-and the frame in flight must still finish — and exits when the parent says
-so or its end of the pipe closes (the parent died).
+Inference runs in a child process (edged/detect/serve.py) so a native crash in
+the accelerator library kills only the child; the parent notices at once (its
+pipe closes, its sentinel fires) and replaces it. The child is started with
+the "spawn" context (never fork: the parent runs threads and MQTT sockets).
+
+The protocol (edged/detect/jobs.py) is pipelined: inputs travel through a block
+of shared-memory slots (edged/detect/slots.py) and the parent keeps up to
+`slots` jobs outstanding, so when invoke() returns the next input is already
+waiting in the pipe and the worker never waits for the parent's threads to get
+a CPU. Results are matched to their jobs by number; a live camera's job that
+has not started yet can be replaced in place by a newer frame.
 """
 
 from __future__ import annotations
 
-import faulthandler
 import logging
 import multiprocessing
 import multiprocessing.connection
 import signal
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from multiprocessing.shared_memory import SharedMemory
 from typing import Any
 
 import msgspec
 import numpy as np
 
-from edged.detect.preprocess import InputSpec
+from edged.detect.jobs import DECODERS, DETECTOR, WorkerFailed, WorkerInfo, WorkerResult, WorkerStartError
+from edged.detect.serve import open_detector, serve
 from edged.detect.settings import DetectorSettings
-from edged.errors import EdgedError
-from edged.types import Detection, Geometry
+from edged.detect.slots import QUEUED, SlotBlock
+from edged.types import Geometry
+
+__all__ = ["InferenceWorker", "WorkerFailed", "WorkerInfo", "WorkerResult", "WorkerStartError", "describe_exit"]
 
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_SECONDS = 60.0  # loading a model onto a USB Edge TPU can take seconds on a Pi
+CLAIM_WAIT_SECONDS = 0.05  # a worker holds the claim lock for microseconds; longer means it hangs
 
 
-@dataclass(frozen=True)
-class WorkerInfo:
-    """What the loaded child reports: which backend really runs, and what input it wants."""
-
-    pid: int
-    backend: str  # e.g. "edgetpu:usb", "cpu:litert-2.3.0:xnnpack:1"
-    model: str
-    runtime: str
-    input_spec: InputSpec
-    fallback_reason: str | None
-
-
-@dataclass(frozen=True)
-class WorkerResult:
+@dataclass
+class _Job:
+    slot: int
+    tag: object  # the caller's handle, given back with the result or when the job is lost
     seq: int
-    detections: list[Detection]
-    started_ns: int  # monotonic (system-wide on Linux, so comparable with the parent's stamps)
-    invoked_ns: int
-    ended_ns: int
-
-    @property
-    def inference_ms(self) -> float:
-        return (self.invoked_ns - self.started_ns) / 1e6
-
-    @property
-    def postprocess_ms(self) -> float:
-        return (self.ended_ns - self.invoked_ns) / 1e6
-
-
-class WorkerFailed(Exception):
-    """The worker died, hung or reported an error; the frame in flight is lost, the worker must go."""
-
-
-class WorkerStartError(EdgedError):
-    """The worker could not load the model; carries the child's EdgedError message and exit code."""
-
-
-_detections = msgspec.msgpack.Decoder(list[Detection])
-
-
-def _serve(conn: multiprocessing.connection.Connection, settings: DetectorSettings, backend: str,
-           log_level: int) -> None:
-    """The child's main: load, report, then answer frames until told to stop."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload is the parent's business
-    faulthandler.enable()  # a native crash prints the Python stack before the process dies
-    from edged.service.journal import make_handler
-
-    logging.basicConfig(level=log_level, handlers=[make_handler(device_id="")])
-    from edged.detect.detector import Detector
-
-    try:
-        detector = Detector.open(settings, backend=backend)
-    except EdgedError as exc:
-        conn.send(("error", exc.exit_code, str(exc)))
-        return
-    spec = detector.input_spec
-    conn.send(("ready", WorkerInfo(pid=multiprocessing.current_process().pid or 0,
-                                   backend=detector.backend_name, model=detector.model_name,
-                                   runtime=detector.runtime, input_spec=spec,
-                                   fallback_reason=detector.fallback_reason)))
-    encoder = msgspec.msgpack.Encoder()
-    attached: dict[str, SharedMemory] = {}
-    try:
-        while True:
-            try:
-                message = conn.recv()
-            except (EOFError, OSError):
-                return
-            if message[0] == "stop":
-                return
-            _, seq, shm_name, shape, dtype, content = message
-            shm = attached.get(shm_name)
-            if shm is None:
-                for old in attached.values():
-                    old.close()
-                attached = {shm_name: (shm := SharedMemory(name=shm_name))}
-            tensor = np.ndarray(shape, dtype=np.dtype(dtype), buffer=shm.buf)
-            started = time.monotonic_ns()
-            try:
-                outputs = detector.invoke(tensor)
-                invoked = time.monotonic_ns()
-                detections = detector.postprocess(outputs, Geometry(*content))
-            except Exception as exc:  # a runtime error in invoke: report it, the parent replaces us
-                conn.send(("failed", seq, f"{type(exc).__name__}: {exc}"))
-                return
-            del tensor
-            conn.send(("result", seq, encoder.encode(detections), started, invoked, time.monotonic_ns()))
-    finally:
-        for shm in attached.values():
-            shm.close()
-        detector.close()
+    stream: str  # jobs of one stream (camera) may replace each other while queued
+    submitted_ns: int
 
 
 class InferenceWorker:
-    """Parent-side handle of one worker process running one backend."""
+    """Parent-side handle of one worker process: submit jobs into free slots, receive their results.
 
-    def __init__(self, settings: DetectorSettings, backend: str) -> None:
-        self.settings = settings
+    `submit`/`replace` are called from one thread (the dispatcher), `receive` from
+    another (the worker's reader); the handle's own lock keeps their views of the
+    slots consistent.
+    """
+
+    def __init__(self, settings: DetectorSettings, backend: str, *, device: str | None = None, slots: int = 2,
+                 name: str = "", opener: Callable[[DetectorSettings, str], Any] = open_detector) -> None:
+        self.settings = settings if device is None else msgspec.structs.replace(settings, edgetpu_device=device)
         self.requested_backend = backend
+        self.name = name or backend
         self.info: WorkerInfo | None = None
+        self._slots = slots
+        self._opener = opener
         self._ctx = multiprocessing.get_context("spawn")
         self._process: Any = None
         self._conn: multiprocessing.connection.Connection | None = None
-        self._shm: SharedMemory | None = None
+        self._claim: Any = None
+        self._block: SlotBlock | None = None
+        self._lock = threading.Lock()
+        self._jobs: dict[int, _Job] = {}
+        self._next_job = 0
+        self._heard_ns = 0
+        self._failure: WorkerFailed | None = None  # seen while delivering earlier results; raised next
 
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
 
-    def start(self, timeout: float = START_TIMEOUT_SECONDS) -> WorkerInfo:
-        """Spawn and wait until the model is loaded; WorkerStartError/WorkerFailed when it is not."""
+    # -- start ---------------------------------------------------------------------------------------------
+    def launch(self) -> None:
+        """Spawn the child; `wait_ready` then waits for the model to load (several can load at once)."""
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
+        self._claim = self._ctx.Lock()
         process = self._ctx.Process(
-            target=_serve,
-            args=(child_conn, self.settings, self.requested_backend, logging.getLogger().level),
-            name=f"edged-worker-{self.requested_backend}", daemon=True)
+            target=serve, name=f"edged-worker-{self.name}",
+            args=(child_conn, self._claim, self.settings, self.requested_backend, logging.getLogger().level,
+                  self._opener), daemon=True)
         process.start()
         child_conn.close()  # only the child holds it now: its death closes our end
         self._process, self._conn = process, parent_conn
-        message = self._receive(timeout, "loading the model")
+
+    def wait_ready(self, timeout: float = START_TIMEOUT_SECONDS) -> WorkerInfo:
+        """Wait until the model is loaded; WorkerStartError/WorkerFailed when it is not."""
+        message = self._receive_one(timeout, "loading the model")
         if message[0] == "error":
             self.close()
             raise WorkerStartError(message[2], exit_code=message[1])
         if message[0] != "ready":
             self.close()
             raise WorkerFailed(f"unexpected message from the worker: {message[0]}")
-        self.info = message[1]
-        return self.info
+        info: WorkerInfo = message[1]
+        spec = info.input_spec
+        self._block = SlotBlock.create(self._slots, (spec.height, spec.width, 3), spec.dtype)
+        self._send(("slots", DETECTOR, self._block.name, self._slots, self._block.shape, spec.dtype.str))
+        self._heard_ns = time.monotonic_ns()
+        self.info = info
+        return info
 
-    def _receive(self, timeout: float, doing: str) -> tuple:
+    def start(self, timeout: float = START_TIMEOUT_SECONDS) -> WorkerInfo:
+        self.launch()
+        return self.wait_ready(timeout)
+
+    def _receive_one(self, timeout: float, doing: str) -> tuple:
         assert self._conn is not None and self._process is not None
         ready = multiprocessing.connection.wait([self._conn, self._process.sentinel], timeout)
         if self._conn in ready:
@@ -177,54 +126,193 @@ class InferenceWorker:
                 pass
         elif not ready:
             raise WorkerFailed(f"worker pid {self.pid} gave no answer within {timeout:g} s while {doing}")
-        self._process.join(1.0)
-        how = describe_exit(self._process.exitcode)
-        raise WorkerFailed(f"worker pid {self.pid} died while {doing} ({how})")
+        raise self._died(doing)
 
-    def infer(self, tensor: np.ndarray, geometry: Geometry, *, seq: int, timeout: float) -> WorkerResult:
-        """Run one input tensor; WorkerFailed if the worker dies, hangs past `timeout` or reports an error."""
+    def _died(self, doing: str) -> WorkerFailed:
+        self._process.join(1.0)
+        return WorkerFailed(f"worker pid {self.pid} died while {doing} ({describe_exit(self._process.exitcode)})")
+
+    def _send(self, message: tuple) -> None:
         if self._conn is None:
             raise WorkerFailed("worker is not running")
-        if self._shm is None or self._shm.size < tensor.nbytes:
-            self._release_shm()
-            self._shm = SharedMemory(create=True, size=tensor.nbytes)
-        np.ndarray(tensor.shape, dtype=tensor.dtype, buffer=self._shm.buf)[...] = tensor
         try:
-            self._conn.send(("infer", seq, self._shm.name, tensor.shape, tensor.dtype.str,
-                             (geometry.content_width, geometry.content_height)))
-        except OSError:  # it died between frames: say how, like a death during one
-            self._process.join(1.0)
-            how = describe_exit(self._process.exitcode)
-            raise WorkerFailed(f"worker pid {self.pid} died while idle ({how})") from None
-        message = self._receive(timeout, f"running frame {seq}")
+            self._conn.send(message)
+        except OSError:  # it died between jobs: say how, like a death during one
+            raise self._died("idle") from None
+
+    # -- jobs ------------------------------------------------------------------------------------------------
+    @property
+    def free_slots(self) -> int:
+        block = self._block
+        if block is None or self._failure is not None:
+            return 0
+        with self._lock:
+            return self._slots - len(self._jobs)
+
+    @property
+    def outstanding(self) -> int:
+        with self._lock:
+            return len(self._jobs)
+
+    def has_queued(self, stream: str) -> bool:
+        """A job of `stream` is waiting in a slot and has not started (a hint: the worker may claim it now)."""
+        block = self._block
+        with self._lock:
+            return block is not None and any(job.stream == stream and block.state(job.slot) == QUEUED
+                                             for job in self._jobs.values())
+
+    def submit(self, tensor: np.ndarray, geometry: Geometry, *, seq: int, tag: object = None,
+               stream: str = "") -> bool:
+        """Queue one input in a free slot; False when every slot is taken. WorkerFailed if it died idle."""
+        block = self._block
+        if block is None:
+            raise WorkerFailed("worker is not running")
+        with self._lock:
+            used = {job.slot for job in self._jobs.values()}
+            slot = next((i for i in range(self._slots) if i not in used), None)
+            if slot is None:
+                return False
+            self._next_job += 1
+            job = self._next_job
+            block.fill(slot, job, tensor, (geometry.content_width, geometry.content_height))
+            self._jobs[job] = _Job(slot, tag, seq, stream, time.monotonic_ns())
+        try:
+            self._send(("run", DETECTOR, slot))
+        except WorkerFailed:
+            with self._lock:
+                self._jobs.pop(job, None)
+                block.release(slot)
+            raise
+        return True
+
+    def replace(self, stream: str, tensor: np.ndarray, geometry: Geometry, *, seq: int,
+                tag: object = None) -> tuple[bool, object]:
+        """Put a newer input in place of the oldest job of `stream` that has not started.
+
+        Returns (True, the replaced job's tag), or (False, None) when every job of the
+        stream has started (or the worker holds the claim lock too long: it may hang).
+        """
+        block = self._block
+        if block is None:
+            return False, None
+        with self._lock:
+            queued = sorted((number for number, job in self._jobs.items() if job.stream == stream))
+            if not queued or not self._claim.acquire(timeout=CLAIM_WAIT_SECONDS):
+                return False, None
+            try:
+                for number in queued:
+                    old = self._jobs[number]
+                    if block.state(old.slot) != QUEUED or int(block.header[old.slot]["job"]) != number:
+                        continue
+                    self._next_job += 1
+                    block.fill(old.slot, self._next_job, tensor, (geometry.content_width, geometry.content_height))
+                    del self._jobs[number]
+                    self._jobs[self._next_job] = _Job(old.slot, tag, seq, stream, old.submitted_ns)
+                    return True, old.tag
+            finally:
+                self._claim.release()
+        return False, None
+
+    def receive(self, wait: float, *, hang_after: float) -> list[tuple[object, WorkerResult]]:
+        """(tag, result) of the jobs that finished within `wait` seconds (maybe none).
+
+        WorkerFailed when the worker died, reported an error, or has had jobs
+        outstanding without a word for `hang_after` seconds; `take_lost` then hands
+        over the tags of the jobs that will never finish.
+        """
+        if self._failure is not None:
+            raise self._failure
+        assert self._conn is not None and self._process is not None
+        with self._lock:
+            oldest = min((job.submitted_ns for job in self._jobs.values()), default=None)
+        deadline = None if oldest is None else max(oldest, self._heard_ns) / 1e9 + hang_after
+        if deadline is not None:
+            wait = max(0.0, min(wait, deadline - time.monotonic()))
+        ready = multiprocessing.connection.wait([self._conn, self._process.sentinel], wait)
+        results: list[tuple[object, WorkerResult]] = []
+        try:
+            while self._conn.poll(0):
+                self._handle(self._conn.recv(), results)
+        except (EOFError, OSError):
+            self._failure = self._died(self._doing())
+        except WorkerFailed as exc:
+            self._failure = exc
+        if self._failure is None and self._process.sentinel in ready and not self._conn.poll(0):
+            self._failure = self._died(self._doing())
+        if self._failure is None and deadline is not None and not results and time.monotonic() >= deadline:
+            self._failure = WorkerFailed(f"worker pid {self.pid} gave no answer within {hang_after:g} s while "
+                                         f"{self._doing()}")
+        if self._failure is not None and not results:
+            raise self._failure
+        return results
+
+    def _handle(self, message: tuple, results: list[tuple[object, WorkerResult]]) -> None:
+        self._heard_ns = time.monotonic_ns()
         if message[0] == "failed":
-            raise WorkerFailed(f"worker pid {self.pid}: {message[2]}")
-        _, rseq, payload, started, invoked, ended = message
-        return WorkerResult(rseq, _detections.decode(payload), started, invoked, ended)
+            raise WorkerFailed(f"worker pid {self.pid}: {message[4]}")
+        _, _, slot, number, kind, payload, started, invoked, ended = message
+        decoder = DECODERS.get(kind)
+        if decoder is None:
+            raise WorkerFailed(f"worker pid {self.pid} sent a result of unknown kind {kind!r}")
+        with self._lock:
+            job = self._jobs.pop(number, None)
+            if self._block is not None:
+                self._block.release(slot)
+        if job is not None:
+            results.append((job.tag, WorkerResult(job.seq, decoder.decode(payload), started, invoked, ended,
+                                                  self.name)))
 
-    def _release_shm(self) -> None:
-        if self._shm is not None:
-            self._shm.close()
-            self._shm.unlink()
-            self._shm = None
+    def _doing(self) -> str:
+        with self._lock:
+            jobs = sorted(self._jobs.items())
+        if not jobs:
+            return "idle"
+        return f"running frame {jobs[0][1].seq}" + (f" (+{len(jobs) - 1} queued)" if len(jobs) > 1 else "")
 
-    def close(self, timeout: float = 2.0) -> None:
-        """Ask the worker to stop; kill it if it does not within `timeout`. Safe to call twice."""
+    def take_lost(self) -> list[object]:
+        """The tags of every job still outstanding (after a failure: they will never finish)."""
+        with self._lock:
+            tags = [job.tag for _, job in sorted(self._jobs.items())]
+            self._jobs.clear()
+        return tags
+
+    def infer(self, tensor: np.ndarray, geometry: Geometry, *, seq: int, timeout: float) -> WorkerResult:
+        """One input, waited for: for tools and tests (the daemon keeps several in flight)."""
+        token = object()
+        if not self.submit(tensor, geometry, seq=seq, tag=token):
+            raise WorkerFailed("every input slot is in use")
+        while True:
+            for tag, result in self.receive(timeout, hang_after=timeout):
+                if tag is token:
+                    return result
+
+    # -- stop ------------------------------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        """Ask the worker to exit after the jobs it has (its reader then sees it go)."""
         if self._conn is not None:
             try:
                 self._conn.send(("stop",))
             except OSError:
                 pass
+
+    def alive(self) -> bool:
+        return self._process is not None and self._process.is_alive()
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Ask the worker to stop; kill it if it does not within `timeout`. Safe to call twice."""
+        self.request_stop()
         if self._process is not None:
             self._process.join(timeout)
             if self._process.is_alive():
                 self._process.kill()
                 self._process.join(1.0)
-            self._process = None
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-        self._release_shm()
+        with self._lock:
+            block, self._block = self._block, None
+        if block is not None:
+            block.close()
 
 
 def describe_exit(code: int | None) -> str:

@@ -33,7 +33,9 @@ class StatusPayload(msgspec.Struct, kw_only=True):
 
     `since` is the UTC time the state began as subscribers see it (the last
     connect or state change). It is null in the Last Will: the broker sends
-    that one, at a moment the device cannot know.
+    that one, at a moment the device cannot know. `accelerators` lists the Edge
+    TPUs the device's kernel shows ("usb:1-1.2", "pci:/dev/apex_0"); empty: no
+    accelerator is attached, and `backend` auto runs on the CPU, `online`.
     """
 
     state: State
@@ -42,6 +44,7 @@ class StatusPayload(msgspec.Struct, kw_only=True):
     model: str
     since: str | None
     run_id: str = ""  # this process's run of edged: a new value means a restart (seq starts again)
+    accelerators: list[str] = msgspec.field(default_factory=list)
 
 
 class FrameSize(msgspec.Struct):
@@ -137,6 +140,15 @@ class MqttLink(msgspec.Struct, kw_only=True):
     closed_before_connack: int = 0
 
 
+class WorkerStats(msgspec.Struct, kw_only=True):
+    """One inference worker over the last stats interval (those that ran frames in it)."""
+
+    name: str  # "cpu:0", "edgetpu:usb:1"
+    backend: str
+    fps: float = 0.0
+    busy: float = 0.0  # time inside invoke() / wall time: near 1, the accelerator is kept busy
+
+
 class Stats(msgspec.Struct, kw_only=True):
     """`…/stats`: the daemon fills the pipeline numbers; `Publisher.publish_stats` fills `device`,
     `publish_dropped`, `mqtt`, `published_at` and the temperatures it can read from /sys."""
@@ -156,6 +168,7 @@ class Stats(msgspec.Struct, kw_only=True):
     mqtt: MqttLink = msgspec.field(default_factory=MqttLink)
     cameras: dict[str, CameraStats] = msgspec.field(default_factory=dict)
     record: RecordStats | None = None  # null: no camera records
+    workers: list[WorkerStats] = msgspec.field(default_factory=list)
     cpu_temp_c: float | None = None
     tpu_temp_c: float | None = None
     published_at: str = ""

@@ -158,15 +158,17 @@ class Publisher:
             properties.MessageExpiryInterval = self._expiry
         return properties
 
-    def start(self, *, backend: str, model: str, state: State = "online") -> None:
+    def start(self, *, backend: str, model: str, state: State = "online",
+              accelerators: list[str] | None = None) -> None:
         """Set the Last Will and connect in the background (a broker down at boot is retried).
 
         `state` is what the first status says: a daemon that starts already degraded (Edge TPU
-        missing in `auto`) must not announce `online` for the moment before it corrects itself.
+        failing in `auto`) must not announce `online` for the moment before it corrects itself.
         """
         with self._lock:
             self._status = StatusPayload(state=state, version=self._version, backend=backend, model=model,
-                                         since=iso_utc(time.time()), run_id=self._run_id)
+                                         since=iso_utc(time.time()), run_id=self._run_id,
+                                         accelerators=list(accelerators or []))
         will = msgspec.structs.replace(self._status, state="offline", since=None)
         self._connection.set_will(Will(self._topics.status, encode(will), self._state_qos, True,
                                        self._properties(edged_schema("status"), expires=False)))
@@ -174,13 +176,14 @@ class Publisher:
         self._connection.start()
         log.info("MQTT publishing to %s under %s/", self._connection.target, self._topics.prefix)
 
-    def set_state(self, state: State, *, backend: str, model: str) -> None:
+    def set_state(self, state: State, *, backend: str, model: str, accelerators: list[str] | None = None) -> None:
         """online/degraded, with the backend actually in use; published at once when it changed."""
         with self._lock:
             old = self._status
             since = old.since if state == old.state else iso_utc(time.time())
+            attached = old.accelerators if accelerators is None else list(accelerators)
             self._status = StatusPayload(state=state, version=self._version, backend=backend, model=model,
-                                         since=since, run_id=self._run_id)
+                                         since=since, run_id=self._run_id, accelerators=attached)
             changed = self._status != old
         if changed and self.connected:
             self._send_status()

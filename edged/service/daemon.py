@@ -27,7 +27,7 @@ from typing import Any
 from edged.config import Config, load_config, with_overrides
 from edged.errors import EX_SOFTWARE, EdgedError
 from edged.publish.mosquitto import is_listening
-from edged.publish.payloads import CameraStats, InferenceMs, Stats
+from edged.publish.payloads import CameraStats, InferenceMs, Stats, WorkerStats
 from edged.publish.private_broker import PrivateBroker
 from edged.publish.publisher import Publisher
 from edged.publish.settings import DEFAULT_BROKER
@@ -131,7 +131,7 @@ class Daemon:
 
     def _go_live(self, runtime: Runtime) -> None:
         runtime.publisher.start(backend=runtime.inference.backend, model=runtime.model,
-                                state=runtime.inference.state)
+                                state=runtime.inference.state, accelerators=runtime.inference.accelerators)
         self._state_changed(runtime)
         runtime.pipeline.start()
 
@@ -189,7 +189,8 @@ class Daemon:
         if runtime is None:
             return
         state, backend, model = runtime.inference.state, runtime.inference.backend, runtime.model
-        runtime.publisher.set_state(state, backend=backend, model=model)
+        runtime.publisher.set_state(state, backend=backend, model=model,
+                                    accelerators=runtime.inference.accelerators)
         if state == "degraded":
             log.warning("status degraded: %s", runtime.inference.reason or "no inference worker")
         self.notifier.status(runtime.status_line())
@@ -204,7 +205,9 @@ class Daemon:
             frames_processed=snap.frames_processed, frames_dropped=snap.frames_dropped,
             cameras={name: CameraStats(fps=c.fps, frames_dropped=c.frames_dropped,
                                        source_state=c.source_state) for name, c in snap.cameras.items()},
-            record=runtime.recording.stats())
+            record=runtime.recording.stats(),
+            workers=[WorkerStats(name=name, backend=w.backend, fps=w.fps, busy=w.busy)
+                     for name, w in snap.workers.items()])
 
     def _setup_logging(self, config: Config) -> None:
         setup_logging("debug" if self.verbose else config.service.log_level, device_id=config.device_id)

@@ -1,14 +1,18 @@
-"""The running pipeline: capture threads → one inference thread → one publish thread.
+"""The running pipeline: capture threads → dispatcher → inference workers → capture order → publish thread.
 
-Stages run concurrently and hand over through latest-frame-wins slots, so a
-slow stage makes the one before it drop stale frames of live cameras (counted
-per camera) instead of building a backlog; file sources wait instead. Each
-camera's capture thread also prepares the model input (resize + quantize) so
-the inference thread only copies the tensor into the worker's shared memory
-and waits. Several cameras share the one worker; the camera that waited
-longest goes next. Every frame carries its timestamps: captured (source),
-inference start and end (stamped in the worker), published (`published_at`,
-stamped by the publisher).
+Stages hand over through latest-frame-wins slots, so a slow stage makes the one
+before it drop stale frames of live cameras (counted per camera) instead of
+building a backlog; file sources wait instead. Each camera's capture thread
+prepares the model input (resize + quantize), so the dispatcher only copies the
+tensor into a free input slot of whichever worker has room (edged/service/lanes.py)
+— it takes a camera's frame only when there is room for it, so frames that
+cannot run yet stay in their slot and are replaced by newer ones; a live
+camera's frame that waits in a worker's slot and has not started is replaced
+in place. Results come back on each worker's reader thread and are released to
+the publish thread in capture order per camera (edged/service/ordering.py). The
+camera that waited longest goes next. Every frame carries its timestamps:
+captured (source), inference start and end (stamped in the worker), published
+(`published_at`, stamped by the publisher).
 """
 
 from __future__ import annotations
@@ -25,11 +29,14 @@ from edged.detect.worker import WorkerResult
 from edged.service.capture import CaptureLoop
 from edged.service.handoff import LatestSlots
 from edged.service.inference import Inference
+from edged.service.ordering import CaptureOrder, Entry
 from edged.service.stats import PipelineStats
 from edged.sources.base import Backoff, Source
 from edged.types import Frame
 
 log = logging.getLogger(__name__)
+
+Outcome = tuple[WorkerResult, str, str]  # result, backend, model
 
 
 @dataclass(frozen=True)
@@ -55,53 +62,45 @@ class Pipeline:
         self._publish = publish
         self._alive = alive  # called when a frame completed the pipeline: the systemd watchdog
         self._frames: LatestSlots[Frame] = LatestSlots(on_drop=lambda camera, _: stats.add_dropped(camera))
-        self._results: LatestSlots[tuple[Frame, WorkerResult, str, str]] = LatestSlots(
-            on_drop=self._result_dropped)
+        self._live = {run.source.camera: run.source.live for run in cameras}
+        self._order: CaptureOrder[Outcome] = CaptureOrder(self._live, on_drop=stats.add_dropped)
         self._stop_capture = threading.Event()
-        self._stop_inference = threading.Event()
+        self._stop_dispatch = threading.Event()
+        self._abandon = threading.Event()  # stop gave up waiting for the jobs in flight
         self._resize = {run.source.camera: run.resize for run in cameras}
         self._keep_image = {run.source.camera: run.keep_image for run in cameras}
-        self._live = {run.source.camera: run.source.live for run in cameras}
-        self._never = threading.Event()  # file results wait for the publisher, however long it takes
-        self._busy = 0  # frames taken by inference and not yet published or lost
-        self._busy_lock = threading.Lock()
         self.captures = [
             CaptureLoop(run.source, fps=run.fps, slots=self._frames, prepare=self._prepare,
                         model_size=self._model_size, stats=stats, backoff=Backoff(*reconnect),
                         stop=self._stop_capture, alive=alive, idle=self.idle)
             for run in cameras
         ]
-        self._inference_thread = threading.Thread(target=self._infer_loop, name="inference", daemon=True)
+        self._dispatch_thread = threading.Thread(target=self._dispatch_loop, name="dispatch", daemon=True)
         self._publish_thread = threading.Thread(target=self._publish_loop, name="publish", daemon=True)
-        self.lost = 0  # frames lost in flight to a failing worker
+        self.frames_lost = 0  # frames lost in flight to a failing worker
 
     def idle(self) -> bool:
         """No frame waiting for or inside inference or publishing."""
-        with self._busy_lock:
-            return self._busy == 0 and len(self._frames) == 0
+        return len(self._frames) == 0 and len(self._order) == 0
 
     def health(self) -> str | None:
-        """None while every thread of this pipeline runs (or it was stopped); else which one died."""
+        """None while every thread this pipeline owns runs (and its workers are supervised), else why not."""
         if self._stop_capture.is_set():
             return None
-        threads = [self._inference_thread, self._publish_thread, *self.captures]
-        dead = next((thread for thread in threads if thread.ident and not thread.is_alive()), None)
-        return None if dead is None else f"thread {dead.name} died"
-
-    def _done(self) -> None:
-        with self._busy_lock:
-            self._busy -= 1
-
-    def _result_dropped(self, camera: str, _item: object) -> None:
-        self.stats.add_dropped(camera)
-        self._done()
+        for thread in (self._dispatch_thread, self._publish_thread):
+            if thread.ident is not None and not thread.is_alive():
+                return f"{thread.name} thread died"
+        dead = next((c.camera for c in self.captures if c.ident is not None and not c.is_alive()), None)
+        if dead is not None:
+            return f"capture thread of camera {dead} died"
+        return self.inference.health()
 
     def _model_size(self) -> tuple[int, int]:
         info = self.inference.info
         return (info.input_spec.width, info.input_spec.height) if info else (300, 300)
 
     def _prepare(self, frame: Frame) -> None:
-        """Model input for the current worker: picamera2's ISP-scaled lores frame, else the full image."""
+        """Model input for the current workers: picamera2's ISP-scaled lores frame, else the full image."""
         info = self.inference.info
         if info is None:
             return
@@ -114,65 +113,104 @@ class Pipeline:
             frame.image = None
 
     def start(self) -> None:
+        self.inference.attach(self)
         for capture in self.captures:
             capture.start()
-        self._inference_thread.start()
+        self._dispatch_thread.start()
         self._publish_thread.start()
 
-    def _infer_loop(self) -> None:
-        while not self._stop_inference.is_set():
-            taken = self._frames.take(timeout=0.2)
+    # -- what the workers' reader threads report (edged/service/lanes.py ResultSink) -------------------------
+    def completed(self, tag: object, result: WorkerResult, backend: str, model: str) -> None:
+        assert isinstance(tag, Entry)
+        self._order.complete(tag, (result, backend, model))
+
+    def lost(self, tag: object, why: str) -> None:
+        assert isinstance(tag, Entry)
+        if self._order.lose(tag):
+            self.frames_lost += 1
+            self.stats.add_dropped(tag.frame.source)
+
+    def room(self) -> None:
+        self._frames.wake()
+
+    # -- dispatcher ------------------------------------------------------------------------------------------
+    def _has_room(self, camera: str) -> bool:
+        live = self._live[camera]
+        if not live and self._order.ready_count(camera) >= 2:
+            return False  # a file camera waits for the publisher instead of piling up results
+        return self.inference.has_room(camera, live)
+
+    def _dispatch_loop(self) -> None:
+        while not self._stop_dispatch.is_set():
+            taken = self._frames.take(timeout=0.2, accept=self._has_room)
             if taken is None:
                 continue
             camera, frame = taken
-            with self._busy_lock:
-                self._busy += 1
             info = self.inference.info
             wanted = (info.input_spec.height, info.input_spec.width) if info else None
             if wanted and (frame.tensor is None or frame.tensor.shape[:2] != wanted):
-                self._prepare(frame)  # prepared for a worker with another input size (switched meanwhile)
+                self._prepare(frame)  # prepared for workers with another input size (switched meanwhile)
             if frame.tensor is None:
-                self._done()
                 continue
-            result = self.inference.infer(frame.tensor, frame.geometry, seq=frame.seq)
-            if result is None:
-                self.lost += 1
-                self.stats.add_dropped(camera)
-                self._done()
-                continue
-            backend, model = (info.backend, info.model) if info else ("", "")
-            if self._live[camera]:
-                self._results.put(camera, (frame, result, backend, model))
-            else:  # files are not live: no stage drops their frames
-                self._results.put_wait(camera, (frame, result, backend, model), self._never)
+            while not self._dispatch(camera, frame):
+                if self._live[camera]:
+                    self._frames.put_back(camera, frame)  # dropped if a newer one came meanwhile
+                    break
+                # a file frame is never dropped: wait for room (a worker restarting, say)
+                self._frames.wait_until(lambda: self.inference.has_room(camera, False)
+                                        or self._stop_dispatch.is_set(), 0.2)
+                if self._stop_dispatch.is_set():
+                    break
 
+    def _dispatch(self, camera: str, frame: Frame) -> bool:
+        assert frame.tensor is not None
+        entry: Entry[Outcome] = self._order.add(frame)
+        placement = self.inference.place(frame.tensor, frame.geometry, seq=frame.seq, tag=entry, stream=camera,
+                                         live=self._live[camera])
+        if not placement.placed:
+            self._order.withdraw(entry)
+            return False
+        if isinstance(placement.replaced, Entry):  # a newer frame took the place of one that had not started
+            self._order.withdraw(placement.replaced)
+            self.stats.add_dropped(camera)
+        return True
+
+    # -- publisher -------------------------------------------------------------------------------------------
     def _publish_loop(self) -> None:
         while True:
-            taken = self._results.take(timeout=0.2)
+            taken = self._order.take(timeout=0.2)
             if taken is None:
-                if not self._inference_thread.is_alive():
+                if self._abandon.is_set() or (not self._dispatch_thread.is_alive() and len(self._order) == 0
+                                              and self._stop_dispatch.is_set()):
                     return
                 continue
-            camera, (frame, result, backend, model) = taken
+            frame, (result, backend, model) = taken
+            if not self._live[frame.source]:
+                self._frames.wake()  # a file camera held back for its backlog may go on
             try:
                 self._publish(frame, result, backend, model)
             except Exception:  # a publishing bug must not stop detection; it is logged with its traceback
-                log.exception("camera %s: publishing frame %d failed", camera, frame.seq)
-                self._done()
+                log.exception("camera %s: publishing frame %d failed", frame.source, frame.seq)
                 continue
-            self.stats.record(camera, result.inference_ms, time.monotonic_ns())
-            self._done()
+            self.stats.record(frame.source, result.inference_ms, time.monotonic_ns(), worker=result.worker,
+                              backend=backend, busy_ns=result.invoked_ns - result.started_ns)
             self._alive()
 
     def stop(self, timeout: float = 4.0) -> None:
-        """Stop capture, let the frame in flight finish and be published, then return."""
+        """Stop capture, let the frames in flight finish and be published, then return."""
         deadline = time.monotonic() + timeout
         self._stop_capture.set()
+        self._stop_dispatch.set()
         self._frames.close()
-        self._stop_inference.set()
-        for thread in (self._inference_thread, self._publish_thread):
-            if thread.is_alive():
-                thread.join(max(0.1, deadline - time.monotonic()))
+        if self._dispatch_thread.is_alive():
+            self._dispatch_thread.join(max(0.1, deadline - time.monotonic()))
+        if not self._order.wait_settled(max(0.1, deadline - time.monotonic())):
+            log.warning("stopping with %d frame(s) still in inference", self._order.in_flight())
+            self._abandon.set()
+        if self._publish_thread.is_alive():
+            self._publish_thread.join(max(0.1, deadline - time.monotonic()))
+        self._abandon.set()
+        self.inference.detach(self)
         for capture in self.captures:
             capture.join(max(0.0, min(0.5, deadline - time.monotonic())))
             if not capture.is_alive():

@@ -1,9 +1,11 @@
-"""Counters the daemon reports: fps, inference times, drops, source states.
+"""Counters the daemon reports: fps, inference times, drops, source states, how busy each worker is.
 
 The pipeline threads record into one thread-safe PipelineStats; the service
 takes snapshots of the last `window` seconds for the MQTT stats message and
-systemd's STATUS= line. (Temperatures are added by the publisher, which reads
-them from sysfs: edged/publish/thermal.py.)
+systemd's STATUS= line. A worker's busy fraction is the time it spent inside
+invoke() over the window's wall time: near 1 the accelerator is kept busy,
+well below it the host side is the bottleneck. (Temperatures are added by the
+publisher, which reads them from sysfs: edged/publish/thermal.py.)
 """
 
 from __future__ import annotations
@@ -25,6 +27,13 @@ class CameraCounters:
 
 
 @dataclass
+class WorkerCounters:
+    backend: str = ""
+    fps: float = 0.0
+    busy: float = 0.0  # time inside invoke() / wall time, over the window
+
+
+@dataclass
 class StatsSnapshot:
     uptime_s: float
     fps: float
@@ -33,6 +42,7 @@ class StatsSnapshot:
     frames_processed: int
     frames_dropped: int
     cameras: dict[str, CameraCounters] = field(default_factory=dict)
+    workers: dict[str, WorkerCounters] = field(default_factory=dict)  # those that ran frames in the window
 
 
 def percentile(values: list[float] | np.ndarray, q: float) -> float:
@@ -46,7 +56,9 @@ class PipelineStats:
         self.window_ns = int(window_seconds * 1e9)
         self.started_ns = time.monotonic_ns()
         self._lock = threading.Lock()
-        self._samples: deque[tuple[int, str, float]] = deque()  # (published ns, camera, inference ms)
+        # (published ns, camera, inference ms, worker, ns inside invoke)
+        self._samples: deque[tuple[int, str, float, str, int]] = deque()
+        self._backends: dict[str, str] = {}  # worker → the backend it last reported
         self._cameras: dict[str, CameraCounters] = {}
         self._processed = 0
         self._dropped = 0
@@ -64,13 +76,17 @@ class PipelineStats:
             cam.frames_dropped += count
             self._dropped += count
 
-    def record(self, camera: str, inference_ms: float, now_ns: int | None = None) -> None:
+    def record(self, camera: str, inference_ms: float, now_ns: int | None = None, *, worker: str = "",
+               backend: str = "", busy_ns: int | None = None) -> None:
         now_ns = time.monotonic_ns() if now_ns is None else now_ns
         cam = self.camera(camera)
+        busy = int(inference_ms * 1e6) if busy_ns is None else busy_ns
         with self._lock:
             cam.frames += 1
             self._processed += 1
-            self._samples.append((now_ns, camera, inference_ms))
+            self._samples.append((now_ns, camera, inference_ms, worker, busy))
+            if worker:
+                self._backends[worker] = backend
             self._trim(now_ns)
 
     def _trim(self, now_ns: int) -> None:
@@ -82,10 +98,17 @@ class PipelineStats:
         with self._lock:
             self._trim(now_ns)
             span = min(self.window_ns, now_ns - self.started_ns) / 1e9 or 1.0
-            times = [ms for _, _, ms in self._samples]
+            times = [sample[2] for sample in self._samples]
             per_camera: dict[str, int] = {}
-            for _, name, _ in self._samples:
+            per_worker: dict[str, tuple[int, int]] = {}
+            for _, name, _, worker, busy in self._samples:
                 per_camera[name] = per_camera.get(name, 0) + 1
+                if worker:
+                    count, total = per_worker.get(worker, (0, 0))
+                    per_worker[worker] = (count + 1, total + busy)
+            workers = {worker: WorkerCounters(self._backends.get(worker, ""), round(count / span, 2),
+                                              round(min(1.0, total / 1e9 / span), 3))
+                       for worker, (count, total) in sorted(per_worker.items())}
             cameras = {name: CameraCounters(fps=round(per_camera.get(name, 0) / span, 2), frames=cam.frames,
                                          frames_dropped=cam.frames_dropped, source_state=cam.source_state)
                        for name, cam in self._cameras.items()}
@@ -98,4 +121,5 @@ class PipelineStats:
             frames_processed=processed,
             frames_dropped=dropped,
             cameras=cameras,
+            workers=workers,
         )
