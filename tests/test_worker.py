@@ -1,4 +1,5 @@
-"""The inference worker with the real model: shared-memory input, results over the pipe, crashes contained."""
+"""The inference worker with the real model: shared-memory input slots, results matched to their jobs, crashes
+contained. SIGSTOP holds a worker between two jobs so the tests can see a job that is queued but not started."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from PIL import Image
 from edged.detect.detector import Detector
 from edged.detect.preprocess import prepare
 from edged.detect.settings import DetectorSettings
-from edged.detect.worker import InferenceWorker, WorkerFailed, WorkerStartError
+from edged.detect.worker import InferenceWorker, WorkerFailed, WorkerResult, WorkerStartError
 from edged.errors import EX_UNAVAILABLE
+from edged.types import Geometry
 
 
 def load(image_mirror: Path, name: str) -> np.ndarray:
@@ -53,6 +55,62 @@ def test_letterbox_geometry_travels_to_the_worker(cpu_worker: InferenceWorker, i
     result = cpu_worker.infer(tensor, geometry, seq=1, timeout=30)
     assert result.detections and result.detections[0].label == "person"
     assert max(d.box.xmax for d in result.detections) <= 1.05  # mapped to the image, not the padded tensor
+
+
+def receive_all(worker: InferenceWorker, count: int, timeout: float = 30) -> dict[object, WorkerResult]:
+    results: dict[object, WorkerResult] = {}
+    while len(results) < count:
+        results.update(worker.receive(timeout, hang_after=timeout))
+    return results
+
+
+def labels(result: WorkerResult) -> list[str]:
+    return [d.label for d in result.detections]
+
+
+def test_two_jobs_in_flight_come_back_matched_to_their_tags(cpu_worker: InferenceWorker, image_mirror: Path):
+    spec = cpu_worker.info.input_spec
+    cat, _ = prepare(load(image_mirror, "cat.bmp"), spec)
+    owl, _ = prepare(load(image_mirror, "owl.jpg"), spec)
+    assert cpu_worker.submit(cat, Geometry(), seq=1, tag="cat") and cpu_worker.submit(owl, Geometry(), seq=2, tag="owl")
+    assert cpu_worker.free_slots == 0
+    assert not cpu_worker.submit(cat, Geometry(), seq=3, tag="third")  # two slots: the third must wait
+    results = receive_all(cpu_worker, 2)
+    assert labels(results["cat"])[0] == "cat" and results["cat"].seq == 1
+    assert labels(results["owl"])[0] == "bird" and results["owl"].seq == 2
+    assert results["cat"].ended_ns <= results["owl"].started_ns  # one after the other, in the order queued
+    assert cpu_worker.free_slots == 2 and cpu_worker.outstanding == 0
+
+
+def test_a_queued_job_is_replaced_by_a_newer_frame_of_its_camera(cpu_worker: InferenceWorker, image_mirror: Path):
+    spec = cpu_worker.info.input_spec
+    cat, _ = prepare(load(image_mirror, "cat.bmp"), spec)
+    owl, _ = prepare(load(image_mirror, "owl.jpg"), spec)
+    os.kill(cpu_worker.pid, signal.SIGSTOP)  # held between jobs: whatever is submitted now waits, unstarted
+    try:
+        assert cpu_worker.submit(cat, Geometry(), seq=1, tag="old", stream="door")
+        assert cpu_worker.has_queued("door") and not cpu_worker.has_queued("yard")
+        assert cpu_worker.replace("yard", owl, Geometry(), seq=1, tag="other camera") == (False, None)
+        assert cpu_worker.replace("door", owl, Geometry(), seq=2, tag="new") == (True, "old")
+    finally:
+        os.kill(cpu_worker.pid, signal.SIGCONT)
+    (tag, result), = cpu_worker.receive(30, hang_after=30)
+    assert (tag, result.seq, labels(result)[0]) == ("new", 2, "bird")  # the newer frame ran in the old one's place
+    assert cpu_worker.outstanding == 0 and not cpu_worker.has_queued("door")
+    assert cpu_worker.replace("door", cat, Geometry(), seq=3, tag="late") == (False, None)  # nothing left waiting
+
+
+def test_jobs_in_flight_when_the_worker_is_killed_are_all_handed_back_as_lost(cpu_worker: InferenceWorker,
+                                                                              image_mirror: Path):
+    tensor, geometry = prepare(load(image_mirror, "cat.bmp"), cpu_worker.info.input_spec)
+    os.kill(cpu_worker.pid, signal.SIGSTOP)
+    cpu_worker.submit(tensor, geometry, seq=7, tag="a")
+    cpu_worker.submit(tensor, geometry, seq=8, tag="b")
+    os.kill(cpu_worker.pid, signal.SIGKILL)
+    with pytest.raises(WorkerFailed, match=r"died while running frame 7 \(\+1 queued\) \(killed by SIGKILL\)"):
+        cpu_worker.receive(30, hang_after=30)
+    assert cpu_worker.take_lost() == ["a", "b"] and cpu_worker.take_lost() == []
+    assert cpu_worker.free_slots == 0  # a failed worker takes no more jobs
 
 
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGABRT, signal.SIGSEGV])

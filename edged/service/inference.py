@@ -90,15 +90,16 @@ class Inference:
 
     @property
     def state(self) -> Literal["online", "degraded"]:
-        """"online" when every lane that should run does (in `auto`: the TPUs, or the CPU with none attached)."""
+        """"online" when every lane that should run does: in `auto` the TPUs, or the CPU while no attached
+        TPU has failed (none attached, or one just plugged in and loading)."""
         with self._lock:
             running = {lane.name for lane in self._lanes if lane.accepting}
             if not running:
                 return "degraded"
             if self._on_tpu:
                 return "online" if set(self._tpu_names) <= running else "degraded"
-            healthy = set(self._cpu_names) <= running
-            return "online" if healthy and (self.mode == "cpu" or not self.accelerators) else "degraded"
+            tpu_failing = any(name.startswith("edgetpu") for name in self._down)
+            return "online" if set(self._cpu_names) <= running and not tpu_failing else "degraded"
 
     @property
     def reason(self) -> str | None:
@@ -391,11 +392,15 @@ class Inference:
         log.warning("Edge TPU hardware %s: %s", "attached" if found else "gone", ", ".join(found) or "none")
         with self._lock:
             self.accelerators = found
-            if appeared:
-                running = {lane.name for lane in self._lanes if lane.accepting}
-                for name in self._tpu_names:
-                    if name not in running:
-                        self._due[name] = time.monotonic()
+            running = {lane.name for lane in self._lanes if lane.accepting}
+            for name in self._tpu_names:
+                if name in running:
+                    continue
+                if appeared:
+                    self._due[name] = time.monotonic()
+                elif not found:  # unplugged: nothing left to fail or to retry
+                    self._down.pop(name, None)
+                    self._due.pop(name, None)
         self._on_change()
 
 

@@ -77,6 +77,8 @@ class Pipeline:
         ]
         self._dispatch_thread = threading.Thread(target=self._dispatch_loop, name="dispatch", daemon=True)
         self._publish_thread = threading.Thread(target=self._publish_loop, name="publish", daemon=True)
+        self.dispatched = 0  # frames handed to a worker (and not replaced there by a newer one)
+        self.replaced = 0  # live frames replaced in a worker's slot by a newer one before they started
         self.frames_lost = 0  # frames lost in flight to a failing worker
 
     def idle(self) -> bool:
@@ -173,6 +175,9 @@ class Pipeline:
         if isinstance(placement.replaced, Entry):  # a newer frame took the place of one that had not started
             self._order.withdraw(placement.replaced)
             self.stats.add_dropped(camera)
+            self.replaced += 1
+        else:
+            self.dispatched += 1
         return True
 
     # -- publisher -------------------------------------------------------------------------------------------
