@@ -3,11 +3,15 @@
 Stretching is the default because the SSD models were trained on stretched
 300x300 crops and the expected detections (images/EXPECTED.md) were measured that
 way; letterboxing keeps the aspect ratio (what pycoral does) and records the
-content fraction in a Geometry so postprocess can undo it.
+content fraction in a Geometry so postprocess can undo it. OpenCV resizes when
+it is installed (the `video` extra): 5-10x faster than Pillow, which matters
+on a Pi feeding a Coral; it interpolates bilinearly, or averages pixel areas
+when shrinking by 2x or more (what Pillow's bilinear filter does on its own).
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -36,19 +40,37 @@ class InputSpec:
         return cls(width, height, np.dtype(detail["dtype"]), float(scale), int(zero_point))
 
 
+@functools.cache
+def _opencv() -> Any:
+    """cv2 when it is installed, else None (looked up once)."""
+    try:
+        import cv2  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return cv2
+
+
+def scaled(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`image` (RGB uint8 HxWx3) resized to `size` (width, height): OpenCV when installed, else Pillow."""
+    cv2 = _opencv()
+    if cv2 is None:
+        return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
+    shrink = min(image.shape[1] / size[0], image.shape[0] / size[1])
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if shrink >= 2 else cv2.INTER_LINEAR)
+
+
 def resize(image: np.ndarray, spec: InputSpec, mode: Literal["stretch", "letterbox"] = "stretch"
            ) -> tuple[np.ndarray, Geometry]:
     """Resize an RGB uint8 HxWx3 image to the input size (bilinear, like the measured expectations)."""
     height, width = image.shape[:2]
     if (width, height) == (spec.width, spec.height):
         return np.ascontiguousarray(image), Geometry()
-    picture = Image.fromarray(image)
     if mode == "stretch":
-        return np.asarray(picture.resize((spec.width, spec.height), Image.Resampling.BILINEAR)), Geometry()
+        return scaled(image, (spec.width, spec.height)), Geometry()
     scale = min(spec.width / width, spec.height / height)
     inner = (max(1, round(width * scale)), max(1, round(height * scale)))
     canvas = np.zeros((spec.height, spec.width, 3), dtype=np.uint8)
-    canvas[: inner[1], : inner[0]] = np.asarray(picture.resize(inner, Image.Resampling.BILINEAR))
+    canvas[: inner[1], : inner[0]] = scaled(image, inner)
     return canvas, Geometry(inner[0] / spec.width, inner[1] / spec.height)
 
 
