@@ -1,6 +1,6 @@
 """The worker protocol's shared vocabulary: what a loaded worker reports, what a job returns.
 
-Parent → child:  ("slots", model, shm name, count, shape, dtype)   once per model, after "ready"
+Parent → child:  ("slots", model, count, shape, dtype) + the block's memfd   once per model, after "ready"
                  ("run", model, slot)    the job number and metadata are in the slot's header
                  ("stop",)
 Child → parent:  ("ready", WorkerInfo) | ("error", exit code, message)

@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from PIL import Image
-
 from edged.types import Geometry
 
 
@@ -54,6 +52,8 @@ def scaled(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """`image` (RGB uint8 HxWx3) resized to `size` (width, height): OpenCV when installed, else Pillow."""
     cv2 = _opencv()
     if cv2 is None:
+        from PIL import Image  # here, not at the top: the inference worker imports this module too
+
         return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
     shrink = min(image.shape[1] / size[0], image.shape[0] / size[1])
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA if shrink >= 2 else cv2.INTER_LINEAR)

@@ -1,18 +1,24 @@
 """The worker process's main: load one model, then run the jobs the parent queues in shared memory.
 
-It ignores SIGINT/SIGTERM — a service stop signals the whole cgroup, and the
-jobs in flight must still finish — and exits when told to or when its end of
-the pipe closes (the parent died). A native crash (libedgetpu aborting on a
-USB error) ends only this process; faulthandler prints its Python stack first.
+Started by edged/detect/worker.py as `python -c "from edged.detect.serve import
+main; main()" FD NAME` with one end of a socketpair as FD; the first message
+brings the settings. It ignores SIGINT/SIGTERM — a service stop signals the
+whole cgroup, and the jobs in flight must still finish — and exits when told to
+or when its end of the socket closes (the parent died). A native crash
+(libedgetpu aborting on a USB error) ends only this process; faulthandler
+prints its Python stack first.
 """
 
 from __future__ import annotations
 
 import faulthandler
+import importlib
 import logging
-import multiprocessing
 import multiprocessing.connection
+import multiprocessing.reduction
+import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -33,22 +39,39 @@ def open_detector(settings: DetectorSettings, backend: str) -> Any:
     return Detector.open(settings, backend=backend)
 
 
-def serve(conn: multiprocessing.connection.Connection, claim: Any, settings: DetectorSettings, backend: str,
-          log_level: int, opener: Callable[[DetectorSettings, str], Any]) -> None:
-    """Load, report, then run jobs until told to stop (protocol: edged/detect/jobs.py)."""
+def main() -> None:
+    """Entry point of the worker process (argv: socket descriptor, worker name)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload is the parent's business
     faulthandler.enable()
+    conn = multiprocessing.connection.Connection(int(sys.argv[1]))
+    try:
+        _, settings, backend, log_level, opener_path, path = conn.recv()
+    except (EOFError, OSError):
+        return
+    sys.path[:] = path  # the parent's: an opener from a benchmark script imports as it does there
+    opener = _importable(opener_path)
     from edged.service.journal import make_handler
 
     logging.basicConfig(level=log_level, handlers=[make_handler(device_id="")])
+    serve(conn, settings, backend, opener)
+
+
+def _importable(path: str) -> Callable[[DetectorSettings, str], Any]:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def serve(conn: multiprocessing.connection.Connection, settings: DetectorSettings, backend: str,
+          opener: Callable[[DetectorSettings, str], Any]) -> None:
+    """Load, report, then run jobs until told to stop (protocol: edged/detect/jobs.py)."""
     try:
         model = opener(settings, backend)
     except EdgedError as exc:
         conn.send(("error", exc.exit_code, str(exc)))
         return
-    conn.send(("ready", WorkerInfo(pid=multiprocessing.current_process().pid or 0, backend=model.backend_name,
+    conn.send(("ready", WorkerInfo(pid=os.getpid(), backend=model.backend_name,
                                    model=model.model_name, runtime=model.runtime, input_spec=model.input_spec,
                                    fallback_reason=model.fallback_reason)))
     encoder = msgspec.msgpack.Encoder()
@@ -61,14 +84,17 @@ def serve(conn: multiprocessing.connection.Connection, claim: Any, settings: Det
                 return
             if message[0] == "stop":
                 return
-            if message[0] == "slots":
-                _, key, name, count, shape, dtype = message
-                blocks[key] = SlotBlock.attach(name, count, shape, dtype)
+            if message[0] == "slots":  # the block's descriptor follows the message on the pipe
+                _, key, count, shape, dtype = message
+                blocks[key] = SlotBlock(multiprocessing.reduction.recv_handle(conn), count, shape, dtype)
                 continue
             _, key, slot = message
             block = blocks[key]
-            with claim:
+            block.lock()
+            try:
                 job, meta = block.claim(slot)
+            finally:
+                block.unlock()
             started = time.monotonic_ns()
             try:
                 outputs = model.invoke(block.tensor(slot))

@@ -7,11 +7,19 @@ detector's letterbox geometry; a classifier's crop box later). The worker
 claims a queued slot under a lock it shares with the parent; that lock is what
 lets the parent replace a live camera's frame that has not started yet with a
 newer one, in place, without a race.
+
+The block is an anonymous memfd handed to the worker over its pipe, and the
+lock is a POSIX record lock on it: nothing is named in /dev/shm or left behind
+when a process is killed (the kernel frees both with the last descriptor and
+drops a dead process's lock), and no resource-tracker process is needed.
 """
 
 from __future__ import annotations
 
-from multiprocessing.shared_memory import SharedMemory
+import fcntl
+import mmap
+import os
+import time
 
 import numpy as np
 
@@ -25,39 +33,30 @@ def _aligned(size: int) -> int:
 
 
 class SlotBlock:
-    """`count` tensors of `shape`/`dtype` after a header array, in one shared-memory segment."""
+    """`count` tensors of `shape`/`dtype` after a header array, in one shared memory file."""
 
-    def __init__(self, shm: SharedMemory, count: int, shape: tuple[int, ...], dtype: np.dtype, *,
-                 owner: bool) -> None:
-        self._shm = shm
-        self._owner = owner
+    def __init__(self, fd: int, count: int, shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self.fd = fd
         self.count = count
-        self.shape = shape
+        self.shape = tuple(shape)
         self.dtype = np.dtype(dtype)
-        self.header = np.ndarray((count,), dtype=HEADER, buffer=shm.buf)
+        self._map = mmap.mmap(fd, self.size(count, self.shape, self.dtype))
+        self.header = np.ndarray((count,), dtype=HEADER, buffer=self._map)
         stride = _aligned(int(np.prod(shape)) * self.dtype.itemsize)
         start = _aligned(HEADER.itemsize * count)
-        self._tensors = [np.ndarray(shape, dtype=self.dtype, buffer=shm.buf, offset=start + i * stride)
+        self._tensors = [np.ndarray(self.shape, dtype=self.dtype, buffer=self._map, offset=start + i * stride)
                          for i in range(count)]
 
     @staticmethod
     def size(count: int, shape: tuple[int, ...], dtype: np.dtype) -> int:
-        return _aligned(HEADER.itemsize * count) + count * _aligned(int(np.prod(shape)) * np.dtype(dtype).itemsize)
+        tensor = _aligned(int(np.prod(shape)) * np.dtype(dtype).itemsize)
+        return _aligned(HEADER.itemsize * count) + count * tensor
 
     @classmethod
     def create(cls, count: int, shape: tuple[int, ...], dtype: np.dtype) -> SlotBlock:
-        shm = SharedMemory(create=True, size=cls.size(count, shape, dtype))
-        block = cls(shm, count, shape, dtype, owner=True)
-        block.header[:] = np.zeros(count, dtype=HEADER)
-        return block
-
-    @classmethod
-    def attach(cls, name: str, count: int, shape: tuple[int, ...], dtype: str) -> SlotBlock:
-        return cls(SharedMemory(name=name), count, shape, np.dtype(dtype), owner=False)
-
-    @property
-    def name(self) -> str:
-        return self._shm.name
+        fd = os.memfd_create("edged-input-slots", os.MFD_CLOEXEC)
+        os.ftruncate(fd, cls.size(count, shape, dtype))  # zero-filled: every slot FREE
+        return cls(fd, count, shape, dtype)
 
     def tensor(self, slot: int) -> np.ndarray:
         return self._tensors[slot]
@@ -81,16 +80,36 @@ class SlotBlock:
     def state(self, slot: int) -> int:
         return int(self.header[slot]["state"])
 
+    def job(self, slot: int) -> int:
+        return int(self.header[slot]["job"])
+
     def release(self, slot: int) -> None:
         self.header[slot]["state"] = FREE
 
+    def lock(self, timeout: float | None = None) -> bool:
+        """Take the claim lock (the worker waits; the parent gives up after `timeout`: the worker may hang)."""
+        if timeout is None:
+            fcntl.lockf(self.fd, fcntl.LOCK_EX)
+            return True
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except OSError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.0002)
+
+    def unlock(self) -> None:
+        fcntl.lockf(self.fd, fcntl.LOCK_UN)
+
     def close(self) -> None:
-        """Drop the views, then the mapping (and the segment itself when this side created it)."""
+        """Drop the views, the mapping and the descriptor (the kernel frees the memory with the last one)."""
         self._tensors = []
         self.header = np.ndarray((0,), dtype=HEADER)
-        self._shm.close()
-        if self._owner:
-            try:
-                self._shm.unlink()
-            except FileNotFoundError:
-                pass
+        try:
+            self._map.close()
+        except BufferError:  # a view is still referenced somewhere: the mapping goes with it
+            pass
+        os.close(self.fd)

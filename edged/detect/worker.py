@@ -2,8 +2,11 @@
 
 Inference runs in a child process (edged/detect/serve.py) so a native crash in
 the accelerator library kills only the child; the parent notices at once (its
-pipe closes, its sentinel fires) and replaces it. The child is started with
-the "spawn" context (never fork: the parent runs threads and MQTT sockets).
+socket closes, its pidfd fires) and replaces it. The child is a fresh
+interpreter (never a fork: the parent runs threads and MQTT sockets) talking
+over a socketpair with multiprocessing's message framing; it is not a
+multiprocessing.Process, whose spawn start would add a resource-tracker
+process (13 MB on a Pi) for nothing the worker needs.
 
 The protocol (edged/detect/jobs.py) is pipelined: inputs travel through a block
 of shared-memory slots (edged/detect/slots.py) and the parent keeps up to
@@ -16,12 +19,15 @@ has not started yet can be replaced in place by a newer frame.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import multiprocessing.connection
+import multiprocessing.reduction
+import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +35,6 @@ import msgspec
 import numpy as np
 
 from edged.detect.jobs import DECODERS, DETECTOR, WorkerFailed, WorkerInfo, WorkerResult, WorkerStartError
-from edged.detect.serve import open_detector, serve
 from edged.detect.settings import DetectorSettings
 from edged.detect.slots import QUEUED, SlotBlock
 from edged.types import Geometry
@@ -38,8 +43,40 @@ __all__ = ["InferenceWorker", "WorkerFailed", "WorkerInfo", "WorkerResult", "Wor
 
 log = logging.getLogger(__name__)
 
+DEFAULT_OPENER = "edged.detect.serve:open_detector"  # "module:function" the worker loads its model with
 START_TIMEOUT_SECONDS = 60.0  # loading a model onto a USB Edge TPU can take seconds on a Pi
 CLAIM_WAIT_SECONDS = 0.05  # a worker holds the claim lock for microseconds; longer means it hangs
+
+
+class _Child:
+    """The worker process: its pid, a descriptor that becomes readable when it exits, its exit code."""
+
+    def __init__(self, argv: list[str], keep_fd: int) -> None:
+        self._popen = subprocess.Popen(argv, pass_fds=(keep_fd,), stdin=subprocess.DEVNULL)
+        self.pid = self._popen.pid
+        try:
+            self.sentinel: int | None = os.pidfd_open(self.pid)
+        except (AttributeError, OSError):  # before Linux 5.3: its socket closing is the only sign
+            self.sentinel = None
+
+    @property
+    def exitcode(self) -> int | None:
+        """None while it runs; negative: killed by that signal (as multiprocessing reports it)."""
+        return self._popen.poll()
+
+    def join(self, timeout: float) -> None:
+        try:
+            self._popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def kill(self) -> None:
+        self._popen.kill()
+
+    def release(self) -> None:
+        if self.sentinel is not None:
+            os.close(self.sentinel)
+            self.sentinel = None
 
 
 @dataclass
@@ -60,17 +97,15 @@ class InferenceWorker:
     """
 
     def __init__(self, settings: DetectorSettings, backend: str, *, device: str | None = None, slots: int = 2,
-                 name: str = "", opener: Callable[[DetectorSettings, str], Any] = open_detector) -> None:
+                 name: str = "", opener: str = DEFAULT_OPENER) -> None:
         self.settings = settings if device is None else msgspec.structs.replace(settings, edgetpu_device=device)
         self.requested_backend = backend
         self.name = name or backend
         self.info: WorkerInfo | None = None
         self._slots = slots
         self._opener = opener
-        self._ctx = multiprocessing.get_context("spawn")
-        self._process: Any = None
+        self._process: _Child | None = None
         self._conn: multiprocessing.connection.Connection | None = None
-        self._claim: Any = None
         self._block: SlotBlock | None = None
         self._lock = threading.Lock()
         self._jobs: dict[int, _Job] = {}
@@ -84,16 +119,14 @@ class InferenceWorker:
 
     # -- start ---------------------------------------------------------------------------------------------
     def launch(self) -> None:
-        """Spawn the child; `wait_ready` then waits for the model to load (several can load at once)."""
-        parent_conn, child_conn = self._ctx.Pipe(duplex=True)
-        self._claim = self._ctx.Lock()
-        process = self._ctx.Process(
-            target=serve, name=f"edged-worker-{self.name}",
-            args=(child_conn, self._claim, self.settings, self.requested_backend, logging.getLogger().level,
-                  self._opener), daemon=True)
-        process.start()
-        child_conn.close()  # only the child holds it now: its death closes our end
-        self._process, self._conn = process, parent_conn
+        """Start the child; `wait_ready` then waits for the model to load (several can load at once)."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        with theirs:  # only the child holds it once started: its death closes our end
+            self._process = _Child([sys.executable, "-c", "from edged.detect.serve import main; main()",
+                                    str(theirs.fileno()), self.name], theirs.fileno())
+        self._conn = multiprocessing.connection.Connection(ours.detach())
+        self._send(("init", self.settings, self.requested_backend, logging.getLogger().level, self._opener,
+                    sys.path))
 
     def wait_ready(self, timeout: float = START_TIMEOUT_SECONDS) -> WorkerInfo:
         """Wait until the model is loaded; WorkerStartError/WorkerFailed when it is not."""
@@ -107,7 +140,11 @@ class InferenceWorker:
         info: WorkerInfo = message[1]
         spec = info.input_spec
         self._block = SlotBlock.create(self._slots, (spec.height, spec.width, 3), spec.dtype)
-        self._send(("slots", DETECTOR, self._block.name, self._slots, self._block.shape, spec.dtype.str))
+        self._send(("slots", DETECTOR, self._slots, self._block.shape, spec.dtype.str))
+        try:
+            multiprocessing.reduction.send_handle(self._conn, self._block.fd, self.pid)
+        except OSError:
+            raise self._died("receiving its input slots") from None
         self._heard_ns = time.monotonic_ns()
         self.info = info
         return info
@@ -116,9 +153,14 @@ class InferenceWorker:
         self.launch()
         return self.wait_ready(timeout)
 
-    def _receive_one(self, timeout: float, doing: str) -> tuple:
+    def _waitables(self) -> list[Any]:
         assert self._conn is not None and self._process is not None
-        ready = multiprocessing.connection.wait([self._conn, self._process.sentinel], timeout)
+        sentinel = self._process.sentinel
+        return [self._conn] if sentinel is None else [self._conn, sentinel]
+
+    def _receive_one(self, timeout: float, doing: str) -> tuple:
+        assert self._conn is not None
+        ready = multiprocessing.connection.wait(self._waitables(), timeout)
         if self._conn in ready:
             try:
                 return self._conn.recv()
@@ -129,6 +171,7 @@ class InferenceWorker:
         raise self._died(doing)
 
     def _died(self, doing: str) -> WorkerFailed:
+        assert self._process is not None
         self._process.join(1.0)
         return WorkerFailed(f"worker pid {self.pid} died while {doing} ({describe_exit(self._process.exitcode)})")
 
@@ -197,12 +240,12 @@ class InferenceWorker:
             return False, None
         with self._lock:
             queued = sorted((number for number, job in self._jobs.items() if job.stream == stream))
-            if not queued or not self._claim.acquire(timeout=CLAIM_WAIT_SECONDS):
+            if not queued or not block.lock(timeout=CLAIM_WAIT_SECONDS):
                 return False, None
             try:
                 for number in queued:
                     old = self._jobs[number]
-                    if block.state(old.slot) != QUEUED or int(block.header[old.slot]["job"]) != number:
+                    if block.state(old.slot) != QUEUED or block.job(old.slot) != number:
                         continue
                     self._next_job += 1
                     block.fill(old.slot, self._next_job, tensor, (geometry.content_width, geometry.content_height))
@@ -210,7 +253,7 @@ class InferenceWorker:
                     self._jobs[self._next_job] = _Job(old.slot, tag, seq, stream, old.submitted_ns)
                     return True, old.tag
             finally:
-                self._claim.release()
+                block.unlock()
         return False, None
 
     def receive(self, wait: float, *, hang_after: float) -> list[tuple[object, WorkerResult]]:
@@ -228,7 +271,7 @@ class InferenceWorker:
         deadline = None if oldest is None else max(oldest, self._heard_ns) / 1e9 + hang_after
         if deadline is not None:
             wait = max(0.0, min(wait, deadline - time.monotonic()))
-        ready = multiprocessing.connection.wait([self._conn, self._process.sentinel], wait)
+        ready = multiprocessing.connection.wait(self._waitables(), wait)
         results: list[tuple[object, WorkerResult]] = []
         try:
             while self._conn.poll(0):
@@ -296,16 +339,17 @@ class InferenceWorker:
                 pass
 
     def alive(self) -> bool:
-        return self._process is not None and self._process.is_alive()
+        return self._process is not None and self._process.exitcode is None
 
     def close(self, timeout: float = 2.0) -> None:
         """Ask the worker to stop; kill it if it does not within `timeout`. Safe to call twice."""
         self.request_stop()
         if self._process is not None:
             self._process.join(timeout)
-            if self._process.is_alive():
+            if self._process.exitcode is None:
                 self._process.kill()
                 self._process.join(1.0)
+            self._process.release()
         if self._conn is not None:
             self._conn.close()
             self._conn = None

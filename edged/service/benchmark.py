@@ -3,27 +3,24 @@
 Baseline: `interpreter.invoke()` alone, in this process, on a prepared tensor.
 Then the real daemon — `edged run` as a child process with a NOTIFY_SOCKET,
 the sample photos as its camera, a real broker — observed the way a user
-observes it: time from launch to READY=1, detections received by an MQTT
-subscriber (fps from their `published_at`, capture→publish latency from
-`published_at - captured_at`), and the peak RSS of its process tree. Two
-daemon runs: unpaced (throughput; files are never dropped, so every frame
-counts) and paced at half the bare invoke rate (latency without queueing).
-The bare invoke phase is split around the throughput run and averaged, so a
-machine whose load drifts during the bench skews the ratio less.
+observes it (edged/service/daemonrun.py). Two daemon runs: unpaced
+(throughput; files are never dropped, so every frame counts) and paced at half
+the bare invoke rate (latency without queueing). The bare invoke phase is split
+around the throughput run and averaged, so a machine whose load drifts during
+the bench skews the ratio less. Besides the ratio to bare invoke, the bench
+reports the protocol's own loss (pipeline fps against what the workers' own
+invoke times allow: their busy fraction), and the host's CPU time per frame:
+the daemon process's CPU (capture, preprocess, hand-off, publish) plus the
+postprocess the worker runs — what decides whether a slow host keeps a fast
+accelerator busy.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import platform
-import socket
-import subprocess
-import sys
-import tempfile
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -32,9 +29,8 @@ import numpy as np
 
 from edged.detect.settings import DetectorSettings
 from edged.errors import UnavailableError
+from edged.service.daemonrun import DaemonConfig, run_daemon
 from edged.service.stats import percentile
-
-WARMUP_SECONDS = 1.5
 
 
 class Latency(msgspec.Struct):
@@ -60,6 +56,11 @@ class BenchResult(msgspec.Struct, kw_only=True):
     frames: int
     machine: str
     load_avg: list[float]  # 1-minute load average at the start and the end: other work skews every number
+    workers: int  # inference workers in the daemon runs
+    threads: int  # threads per worker (and in the bare invoke)
+    busy: list[float]  # per worker: time inside invoke / wall time, throughput run
+    protocol_ratio: float  # pipeline fps / what the workers' own invoke times allow
+    host_cpu_ms: float  # host CPU per frame: the daemon process (not its workers) + the postprocess
 
 
 def machine() -> str:
@@ -116,122 +117,8 @@ def _time_postprocess(detector, outputs, geometry, repeat: int = 300) -> float:
     return float(np.median(times))
 
 
-@dataclass
-class DaemonRun:
-    """One `edged run` child: READY time, detections a subscriber got, peak RSS of its process tree."""
-
-    ready_s: float = 0.0
-    received: list[tuple[float, float, float]] = field(default_factory=list)  # captured_at, published_at, ms
-    rss_mb: float = 0.0
-
-    def window(self) -> list[tuple[float, float, float]]:
-        if not self.received:
-            return []
-        start = self.received[0][1] + WARMUP_SECONDS
-        return [r for r in self.received if r[1] >= start]
-
-    def fps(self) -> float:
-        window = self.window()
-        if len(window) < 2:
-            return 0.0
-        return (len(window) - 1) / (window[-1][1] - window[0][1])
-
-    def latencies_ms(self) -> list[float]:
-        return [(published - captured) * 1000 for captured, published, _ in self.window()]
-
-    def invoke_ms(self) -> float:
-        return percentile([ms for _, _, ms in self.window()], 50)
-
-    def overhead_ms(self) -> float:
-        """What the pipeline adds to the invoke itself: resize, hand-offs, IPC, postprocess, publish."""
-        extra = [(published - captured) * 1000 - ms for captured, published, ms in self.window()]
-        return percentile(extra, 50)
-
-
-def _iso(text: str) -> float:
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-
-
-def tree_peak_rss_mb(pid: int) -> float:
-    """Sum of VmHWM (peak resident set) of `pid` and all its descendants, in MiB."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    total_kb, todo = 0, [pid]
-    while todo:
-        current = todo.pop()
-        todo += children.get(current, [])
-        try:
-            status = Path(f"/proc/{current}/status").read_text()
-        except OSError:
-            continue
-        peaks = [int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")]
-        total_kb += peaks[0] if peaks else 0
-    return round(total_kb / 1024, 1)
-
-
-def run_daemon(broker_url: str, backend: str, fps: float, seconds: float) -> DaemonRun:
-    """Start `edged run` on the sample photos at `fps` (0: unpaced), observe it for `seconds`, stop it."""
-    from edged.publish.connection import Connection
-    from edged.publish.settings import MqttSettings
-
-    result = DaemonRun()
-    lock = threading.Lock()
-    subscriber = Connection(MqttSettings(brokers=[broker_url]), client_id=f"edged-bench-{os.getpid()}",
-                            persistent=False)
-
-    def on_message(client, userdata, message) -> None:
-        payload = msgspec.json.decode(message.payload)
-        with lock:
-            result.received.append((_iso(payload["captured_at"]), _iso(payload["published_at"]),
-                                    payload["inference_ms"]))
-
-    subscriber.client.on_message = on_message
-    def subscribe() -> None:
-        subscriber.client.subscribe("edged/bench/+/detections", qos=1)
-
-    subscriber.on_connected = subscribe
-    subscriber.connect_now()
-    if not subscriber.wait_connected(10):
-        raise UnavailableError(f"edged bench: cannot reach the broker {broker_url}")
-    with tempfile.TemporaryDirectory(prefix="edged-bench-") as tmp:
-        config = Path(tmp) / "bench.toml"
-        config.write_text(
-            f'[device]\nid = "bench"\n[detector]\nbackend = "{backend}"\nthreads = 1\n'
-            f'[mqtt]\nbrokers = ["{broker_url}"]\n[publish]\nstats_interval_seconds = 3600\n'
-            f'[[cameras]]\nname = "bench"\nsource = "samples"\nfps = {fps}\n'
-            f'[service]\nprivate_broker = false\ncpu_standby = false\n')
-        notify_path = str(Path(tmp) / "notify")
-        log_path = Path(tmp) / "edged.log"
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify, log_path.open("wb") as log:
-            notify.bind(notify_path)
-            notify.settimeout(30)
-            launched = time.monotonic()
-            process = subprocess.Popen([sys.executable, "-m", "edged", "run", "--config", str(config)],
-                                       env={**os.environ, "NOTIFY_SOCKET": notify_path},
-                                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
-            try:
-                while b"READY=1" not in notify.recv(4096):
-                    pass
-                result.ready_s = round(time.monotonic() - launched, 2)
-                time.sleep(seconds + WARMUP_SECONDS)
-                result.rss_mb = tree_peak_rss_mb(process.pid)
-            except socket.timeout:
-                tail = log_path.read_text(errors="replace").strip().splitlines()[-1:]
-                raise UnavailableError(f"edged run did not become ready: {' '.join(tail)}") from None
-            finally:
-                process.terminate()
-                process.wait(10)
-    subscriber.stop()
-    return result
-
-
 def run_bench(broker_url: str, *, backend: Literal["auto", "cpu", "edgetpu"] = "auto",
-              seconds: float = 10.0) -> BenchResult:
+              seconds: float = 10.0, workers: int = 1, threads: int = 1) -> BenchResult:
     from edged import paths
     from edged.sources.base import SourceError
     from edged.sources.images import ImageSource
@@ -244,15 +131,17 @@ def run_bench(broker_url: str, *, backend: Literal["auto", "cpu", "edgetpu"] = "
         raise UnavailableError(f"sample photos: {exc}") from None
     assert image is not None
     load_start = os.getloadavg()[0]
-    settings = DetectorSettings(backend=backend, threads=1)
+    settings = DetectorSettings(backend=backend, threads=threads)
     before = bare_invoke(settings, seconds / 2, image)
-    throughput = run_daemon(broker_url, backend, 0, seconds)
+    throughput = run_daemon(broker_url, DaemonConfig(backend, workers, threads), seconds)
     after = bare_invoke(settings, seconds / 2, image)
     times = before.times_ms + after.times_ms
     invoke_fps = len(times) / (sum(times) / 1000)
-    paced = run_daemon(broker_url, backend, round(invoke_fps / 2, 2), seconds)
+    paced = run_daemon(broker_url, DaemonConfig(backend, workers, threads, round(invoke_fps / 2, 2)), seconds)
     latencies = paced.latencies_ms()
     pipeline_fps = throughput.fps()
+    per_worker = throughput.workers()
+    allowed = sum(fps / busy for busy, fps in per_worker.values() if busy > 0)  # frames/s at busy = 1
     return BenchResult(
         invoke_fps=round(invoke_fps, 2), pipeline_fps=round(pipeline_fps, 2),
         ratio=round(pipeline_fps / invoke_fps, 3),
@@ -263,4 +152,7 @@ def run_bench(broker_url: str, *, backend: Literal["auto", "cpu", "edgetpu"] = "
         daemon_invoke_ms=round(throughput.invoke_ms(), 2), overhead_ms=round(paced.overhead_ms(), 2),
         nms_raw_ms=round(before.nms_raw_ms, 3) if before.nms_raw_ms is not None else None,
         frames=len(throughput.window()) + len(paced.window()), machine=machine(),
-        load_avg=[round(load_start, 2), round(os.getloadavg()[0], 2)])
+        load_avg=[round(load_start, 2), round(os.getloadavg()[0], 2)],
+        workers=workers, threads=threads, busy=[round(busy, 3) for busy, _ in per_worker.values()],
+        protocol_ratio=round(sum(fps for _, fps in per_worker.values()) / allowed, 3) if allowed else 0.0,
+        host_cpu_ms=round(throughput.host_cpu_ms() + before.nms_ms, 3))

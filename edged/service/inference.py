@@ -20,14 +20,13 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
 from edged.detect.backends import edgetpu_attached_under
-from edged.detect.serve import open_detector
 from edged.detect.settings import DetectorSettings
-from edged.detect.worker import InferenceWorker, WorkerFailed, WorkerInfo
+from edged.detect.worker import DEFAULT_OPENER, InferenceWorker, WorkerFailed, WorkerInfo
 from edged.errors import EdgedError, UnavailableError
 from edged.service.lanes import Lane, Placement, ResultSink, has_room, place
 from edged.service.plan import LanePlan
@@ -45,7 +44,7 @@ class Inference:
 
     def __init__(self, settings: DetectorSettings, *, frame_timeout: float = 10.0, cpu_standby: bool = True,
                  on_change: Callable[[], None] = lambda: None, slots: int = 2,
-                 opener: Callable[[DetectorSettings, str], Any] = open_detector) -> None:
+                 opener: str = DEFAULT_OPENER) -> None:
         self.settings = settings
         self.mode = settings.backend
         self.frame_timeout = frame_timeout
