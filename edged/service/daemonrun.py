@@ -82,7 +82,7 @@ class DaemonRun:
         start = self.received[0][1] + WARMUP_SECONDS if self.received else 0.0
         samples: dict[str, list[tuple[float, float]]] = {}
         for published, payload in self.stats:
-            if published >= start + 1.0:  # a stats interval that began after the warm-up
+            if published >= start:
                 for worker in payload.get("workers", []):
                     samples.setdefault(worker["name"], []).append((worker["busy"], worker["fps"]))
         return {name: (sum(b for b, _ in values) / len(values), sum(f for _, f in values) / len(values))
