@@ -135,6 +135,14 @@ def test_libedgetpu_url_names_feranicks_build_for_the_host(tmp_path):
                    "libedgetpu1-std_16.0tf2.19.1-1.bookworm_arm64.deb")
 
 
+def test_backend_defaults_to_auto_and_the_gate_expects_a_declared_edge_tpu_in_use(tmp_path):
+    template = tmp_path / "backend.j2"
+    template.write_text("{{ edged_backend }} [{{ edged_health_backend }}]")
+    assert _render(tmp_path, {"edged_edgetpu": "none"}, template) == "auto []"  # auto runs the CPU, online
+    assert _render(tmp_path, {"edged_edgetpu": "usb"}, template) == "auto [edgetpu]"
+    assert _render(tmp_path, {"edged_edgetpu": "pci", "edged_backend": "cpu"}, template) == "cpu []"
+
+
 def test_config_template_writes_a_config_edged_accepts(tmp_path):
     text = _render(tmp_path, {
         "edged_device_id": "pi-door",
@@ -264,7 +272,8 @@ def test_fleet_rollout_health_gate_and_rollbacks(fleet, fleet_wheelhouses):
     }, host_vars={
         # pi2 is set up as a PCIe Coral host (apex group + unit drop-in); without the card it runs on
         # the CPU, and without internet libedgetpu cannot come from feranick's releases.
-        # It is told to use the CPU: with its declared Coral absent, `auto` would (rightly) report degraded.
+        # It is told to use the CPU: with `auto`, the gate would (rightly) wait for its declared Coral.
+        # pi1 and pi3 run the default `auto` with no Edge TPU attached: on the CPU and `online`.
         "pi2": "edged_edgetpu=pci edged_libedgetpu_install=false edged_models_variants='[\"cpu\"]' "
                "edged_backend=cpu",
         # pi3 buffers on its own mosquitto, bridged to the fleet broker: its gate reads the bridged status.
@@ -278,7 +287,10 @@ def test_fleet_rollout_health_gate_and_rollbacks(fleet, fleet_wheelhouses):
     assert first.returncode == 0, first.explain()
     assert set(first.recap) == {"pi1", "pi2", "pi3"}
     assert all(r["failed"] == 0 and r["changed"] > 0 for r in first.recap.values()), first.recap_lines
-    _assert_running(fleet, fleet.devices, GOOD, fleet.statuses())
+    statuses = fleet.statuses()
+    _assert_running(fleet, fleet.devices, GOOD, statuses)
+    # pi1 runs the role's default `auto` with no Edge TPU attached: the CPU, online, no accelerator.
+    assert statuses["pi1"]["backend"].startswith("cpu:") and statuses["pi1"]["accelerators"] == [], statuses
     # pi2's daemon runs with the apex group, which the role created before the unit's drop-in named it.
     apex_gid = pi2.container.exec(["getent", "group", "apex"]).stdout.split(":")[2]
     assert pi2.container.exec(["test", "-f", "/etc/systemd/system/edged.service.d/coral-pcie.conf"],
