@@ -16,7 +16,8 @@ KEYS = {"invoke_fps", "pipeline_fps", "ratio", "latency_ms", "nms_ms", "rss_mb",
 
 
 def test_bench_json_reports_every_measurement(fetched_data_dir: Path):
-    argv = [sys.executable, "-m", "edged", "bench", "--json", "--backend", "cpu", "--seconds", "2", "--workers", "2"]
+    argv = [sys.executable, "-m", "edged", "bench", "--json", "--backend", "cpu", "--seconds", "2",
+            "--workers", "2"]
     result = subprocess.run(argv, cwd=REPO, env={**os.environ, "EDGED_DATA_DIR": str(fetched_data_dir)},
                             capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-2000:]

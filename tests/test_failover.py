@@ -187,8 +187,8 @@ def total_detections(ms) -> int:
     return sum(1 for m in ms if m.topic.endswith("/detections"))
 
 
-def test_frames_in_flight_when_the_worker_is_killed_are_lost_once_and_order_holds(fetched_data_dir: Path, broker,
-                                                                               tmp_path: Path):
+def test_frames_in_flight_when_the_worker_is_killed_are_lost_once_and_order_holds(fetched_data_dir: Path,
+                                                                               broker, tmp_path: Path):
     run, subscriber = cpu_daemon(broker, fetched_data_dir, tmp_path)
     try:
         pid = run.worker_pid("cpu:")
@@ -209,7 +209,7 @@ def test_frames_in_flight_when_the_worker_is_killed_are_lost_once_and_order_hold
     lost = sum(gaps(camera_seqs) for camera_seqs in seqs.values())
     assert 1 <= lost <= 2  # exactly the jobs in the dead worker's two slots
     assert stats["frames_dropped"] == lost  # and counted as such (files are never dropped otherwise)
-    assert f"inference worker cpu:litert" in run.text and "killed by SIGKILL" in run.text
+    assert "inference worker cpu:litert" in run.text and "killed by SIGKILL" in run.text
 
 
 def test_a_hung_worker_is_replaced_within_the_frame_timeout(fetched_data_dir: Path, broker, tmp_path: Path):
@@ -234,7 +234,7 @@ def test_a_hung_worker_is_replaced_within_the_frame_timeout(fetched_data_dir: Pa
     assert seqs == sorted(set(seqs)) and gaps(seqs) <= 2
 
 
-# -- auto and the hardware it finds ----------------------------------------------------------------------------
+# -- auto and the hardware it finds ------------------------------------------------------------------------
 
 def test_auto_runs_the_cpu_online_without_an_edge_tpu_and_takes_a_coral_plugged_in_later(
         fetched_data_dir: Path, edgetpu_standin, cpu_model_file, broker, tmp_path: Path):
@@ -282,7 +282,8 @@ def test_auto_with_an_attached_edge_tpu_that_fails_is_degraded(fetched_data_dir:
 def test_one_of_two_edge_tpus_dying_hands_its_share_to_the_other(fetched_data_dir: Path, edgetpu_standin,
                                                                  cpu_model_file, broker, tmp_path: Path):
     config = write_config(tmp_path / "edged.toml", edgetpu_standin("ok"), cpu_model_file, retry=3, fps=0)
-    config.write_text(config.read_text().replace('[detector]\n', '[detector]\ndevices = ["usb:0", "usb:1"]\n'))
+    two = config.read_text().replace('[detector]\n', '[detector]\ndevices = ["usb:0", "usb:1"]\n')
+    config.write_text(two)
     subscriber = Subscriber("::1", broker.port, (f"edged/{DEVICE}/#",))
     run = EdgedRun(["--config", str(config), "--broker", broker_url(broker), "--device-id", DEVICE],
                    data_dir=fetched_data_dir)

@@ -39,7 +39,8 @@ from edged.detect.settings import DetectorSettings
 from edged.detect.slots import QUEUED, SlotBlock
 from edged.types import Geometry
 
-__all__ = ["InferenceWorker", "WorkerFailed", "WorkerInfo", "WorkerResult", "WorkerStartError", "describe_exit"]
+__all__ = ["InferenceWorker", "WorkerFailed", "WorkerInfo", "WorkerResult", "WorkerStartError",
+           "describe_exit"]
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,9 @@ class InferenceWorker:
 
     def __init__(self, settings: DetectorSettings, backend: str, *, device: str | None = None, slots: int = 2,
                  name: str = "", opener: str = DEFAULT_OPENER) -> None:
-        self.settings = settings if device is None else msgspec.structs.replace(settings, edgetpu_device=device)
+        if device is not None:
+            settings = msgspec.structs.replace(settings, edgetpu_device=device)
+        self.settings = settings
         self.requested_backend = backend
         self.name = name or backend
         self.info: WorkerInfo | None = None
@@ -173,7 +176,8 @@ class InferenceWorker:
     def _died(self, doing: str) -> WorkerFailed:
         assert self._process is not None
         self._process.join(1.0)
-        return WorkerFailed(f"worker pid {self.pid} died while {doing} ({describe_exit(self._process.exitcode)})")
+        how = describe_exit(self._process.exitcode)
+        return WorkerFailed(f"worker pid {self.pid} died while {doing} ({how})")
 
     def _send(self, message: tuple) -> None:
         if self._conn is None:
@@ -198,7 +202,7 @@ class InferenceWorker:
             return len(self._jobs)
 
     def has_queued(self, stream: str) -> bool:
-        """A job of `stream` is waiting in a slot and has not started (a hint: the worker may claim it now)."""
+        """A job of `stream` waits in a slot and has not started (a hint: the worker may claim it now)."""
         block = self._block
         with self._lock:
             return block is not None and any(job.stream == stream and block.state(job.slot) == QUEUED
@@ -248,7 +252,8 @@ class InferenceWorker:
                     if block.state(old.slot) != QUEUED or block.job(old.slot) != number:
                         continue
                     self._next_job += 1
-                    block.fill(old.slot, self._next_job, tensor, (geometry.content_width, geometry.content_height))
+                    meta = (geometry.content_width, geometry.content_height)
+                    block.fill(old.slot, self._next_job, tensor, meta)
                     del self._jobs[number]
                     self._jobs[self._next_job] = _Job(old.slot, tag, seq, stream, old.submitted_ns)
                     return True, old.tag
@@ -283,8 +288,8 @@ class InferenceWorker:
         if self._failure is None and self._process.sentinel in ready and not self._conn.poll(0):
             self._failure = self._died(self._doing())
         if self._failure is None and deadline is not None and not results and time.monotonic() >= deadline:
-            self._failure = WorkerFailed(f"worker pid {self.pid} gave no answer within {hang_after:g} s while "
-                                         f"{self._doing()}")
+            self._failure = WorkerFailed(
+                f"worker pid {self.pid} gave no answer within {hang_after:g} s while {self._doing()}")
         if self._failure is not None and not results:
             raise self._failure
         return results

@@ -176,7 +176,8 @@ class Publisher:
         self._connection.start()
         log.info("MQTT publishing to %s under %s/", self._connection.target, self._topics.prefix)
 
-    def set_state(self, state: State, *, backend: str, model: str, accelerators: list[str] | None = None) -> None:
+    def set_state(self, state: State, *, backend: str, model: str,
+                  accelerators: list[str] | None = None) -> None:
         """online/degraded, with the backend actually in use; published at once when it changed."""
         with self._lock:
             old = self._status

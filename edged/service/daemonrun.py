@@ -137,8 +137,8 @@ def run_daemon(broker_url: str, daemon: DaemonConfig, seconds: float) -> DaemonR
             if message.topic.endswith("/stats"):
                 result.stats.append((iso_seconds(payload["published_at"]), payload))
             else:
-                result.received.append((iso_seconds(payload["captured_at"]), iso_seconds(payload["published_at"]),
-                                        payload["inference_ms"]))
+                result.received.append((iso_seconds(payload["captured_at"]),
+                                        iso_seconds(payload["published_at"]), payload["inference_ms"]))
 
     subscriber.client.on_message = on_message
     subscriber.on_connected = lambda: subscriber.client.subscribe(
@@ -170,7 +170,8 @@ def run_daemon(broker_url: str, daemon: DaemonConfig, seconds: float) -> DaemonR
                 time.sleep(WARMUP_SECONDS)
                 start, cpu_start = time.time(), process_cpu_seconds(process.pid)
                 time.sleep(seconds)
-                result.window_s, result.cpu_s = (start, time.time()), process_cpu_seconds(process.pid) - cpu_start
+                result.window_s = (start, time.time())
+                result.cpu_s = process_cpu_seconds(process.pid) - cpu_start
                 result.rss_mb = tree_peak_rss_mb(process.pid)
             except socket.timeout:
                 tail = log_path.read_text(errors="replace").strip().splitlines()[-1:]

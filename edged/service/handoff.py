@@ -57,7 +57,7 @@ class LatestSlots(Generic[T]):
         return True
 
     def put_back(self, key: str, item: T) -> bool:
-        """Return a taken item to the front of the waiting order; dropped (False) if a newer one came meanwhile."""
+        """Return a taken item to the front of the waiting order; dropped (False) if a newer one came."""
         with self._cond:
             newer = key in self._slots or self._closed
             if not newer:

@@ -318,7 +318,8 @@ class Inference:
         with self._lock:
             changed = self._plan.hardware(found, {lane.name for lane in self._lanes})
         if changed:
-            log.warning("Edge TPU hardware %s: %s", "attached" if found else "gone", ", ".join(found) or "none")
+            log.warning("Edge TPU hardware %s: %s", "attached" if found else "gone",
+                        ", ".join(found) or "none")
             self._on_change()
 
 

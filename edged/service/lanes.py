@@ -106,7 +106,7 @@ class Lane:
 
 
 def has_room(lanes: list[Lane], stream: str, live: bool) -> bool:
-    """A free slot somewhere, or (live camera) one of its jobs still waiting that a newer frame may replace."""
+    """A free slot somewhere, or (live camera) one of its jobs still waiting, which a newer frame replaces."""
     if any(lane.worker.free_slots for lane in lanes):
         return True
     return live and any(lane.worker.has_queued(stream) for lane in lanes)

@@ -56,7 +56,7 @@ class CaptureOrder(Generic[T]):
         return entry
 
     def complete(self, entry: Entry[T], outcome: T) -> bool:
-        """Its result arrived; False for a frame this order does not hold (e.g. of a pipeline since replaced)."""
+        """Its result arrived; False for a frame this order does not hold (of a pipeline since replaced)."""
         return self._settle(entry, outcome)
 
     def lose(self, entry: Entry[T]) -> bool:

@@ -167,8 +167,8 @@ class Pipeline:
     def _dispatch(self, camera: str, frame: Frame) -> bool:
         assert frame.tensor is not None
         entry: Entry[Outcome] = self._order.add(frame)
-        placement = self.inference.place(frame.tensor, frame.geometry, seq=frame.seq, tag=entry, stream=camera,
-                                         live=self._live[camera])
+        placement = self.inference.place(frame.tensor, frame.geometry, seq=frame.seq, tag=entry,
+                                         stream=camera, live=self._live[camera])
         if not placement.placed:
             self._order.withdraw(entry)
             return False

@@ -50,11 +50,13 @@ def measure(seconds: float, cameras: int) -> dict[str, float]:
             path = Path(tmp) / "ceiling.toml"
             path.write_text(
                 f'[device]\nid = "ceiling"\n[detector]\nbackend = "cpu"\n'
-                f'[mqtt]\nbrokers = ["mqtt://[::1]:{broker.port}"]\n[publish]\nstats_interval_seconds = 3600\n'
-                '[service]\nprivate_broker = false\ncpu_standby = false\n'
-                + "".join(f'[[cameras]]\nname = "cam{i}"\nsource = "samples"\nfps = 0\n' for i in range(cameras)))
+                f'[mqtt]\nbrokers = ["mqtt://[::1]:{broker.port}"]\n'
+                '[publish]\nstats_interval_seconds = 3600\n[service]\nprivate_broker = false\ncpu_standby = false\n'
+                + "".join(f'[[cameras]]\nname = "cam{i}"\nsource = "samples"\nfps = 0\n'
+                          for i in range(cameras)))
             config = load_config(path)
-        inference = Inference(config.detector, cpu_standby=False, opener="tests.benchmarks.canned:canned_detector")
+        inference = Inference(config.detector, cpu_standby=False,
+                              opener="tests.benchmarks.canned:canned_detector")
         info = inference.start()
         runtime = start_runtime(config, alive=lambda: None, inference=inference)
         runtime.publisher.start(backend=inference.backend, model=runtime.model, state=inference.state)

@@ -44,7 +44,8 @@ def main() -> int:
         for mirror in args.mirror:
             fetch += ["--mirror", mirror]
         subprocess.run(fetch, cwd=REPO, env=env, check=True, capture_output=True)
-        print(f"{'round':>5} {'layout':>14} {'fps':>7} {'vs 1x1':>7} {'busy':>14} {'host CPU ms':>11} {'load':>11}")
+        print(f"{'round':>5} {'layout':>14} {'fps':>7} {'vs 1x1':>7} {'busy':>14} {'host CPU ms':>11} "
+              f"{'load':>11}")
         for round_ in range(1, args.rounds + 1):
             baseline = None
             for workers, threads in LAYOUTS:
@@ -56,7 +57,8 @@ def main() -> int:
                 print(f"{round_:>5} {f'{workers} x {threads} thr':>14} {result['pipeline_fps']:>7.1f} "
                       f"{versus:>6.2f}x {busy:>14} {result['host_cpu_ms']:>11.2f} "
                       f"{load[0]:>5.2f}→{load[1]:.2f}"
-                      + (f"  target >= 1.5x: {'met' if versus >= 1.5 else 'NOT MET'}" if workers == 2 else ""))
+                      + (f"  target >= 1.5x: {'met' if versus >= 1.5 else 'NOT MET'}"
+                         if workers == 2 else ""))
         print(f"machine: {result['machine']}; backend {result['backend']} ({result['runtime']})")
     return 0
 
