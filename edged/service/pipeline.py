@@ -67,6 +67,7 @@ class Pipeline:
         self._stop_capture = threading.Event()
         self._stop_dispatch = threading.Event()
         self._abandon = threading.Event()  # stop gave up waiting for the jobs in flight
+        self._holding = False  # the dispatcher holds a file frame until a worker has room
         self._resize = {run.source.camera: run.resize for run in cameras}
         self._keep_image = {run.source.camera: run.keep_image for run in cameras}
         self.captures = [
@@ -83,7 +84,7 @@ class Pipeline:
 
     def idle(self) -> bool:
         """No frame waiting for or inside inference or publishing."""
-        return len(self._frames) == 0 and len(self._order) == 0
+        return not self._holding and len(self._frames) == 0 and len(self._order) == 0
 
     def health(self) -> str | None:
         """None while every thread this pipeline owns runs (and its workers are supervised), else why not."""
@@ -154,6 +155,7 @@ class Pipeline:
                 self._prepare(frame)  # prepared for workers with another input size (switched meanwhile)
             if frame.tensor is None:
                 continue
+            self._holding = True
             while not self._dispatch(camera, frame):
                 if self._live[camera]:
                     self._frames.put_back(camera, frame)  # dropped if a newer one came meanwhile
@@ -163,6 +165,7 @@ class Pipeline:
                                         or self._stop_dispatch.is_set(), 0.2)
                 if self._stop_dispatch.is_set():
                     break
+            self._holding = False
 
     def _dispatch(self, camera: str, frame: Frame) -> bool:
         assert frame.tensor is not None
