@@ -87,7 +87,7 @@ class SlotBlock:
         self.header[slot]["state"] = FREE
 
     def lock(self, timeout: float | None = None) -> bool:
-        """Take the claim lock; the worker waits for it, the parent gives up after `timeout` (a hung worker)."""
+        """Take the claim lock: the worker waits for it, the parent gives up after `timeout` (it may hang)."""
         if timeout is None:
             fcntl.lockf(self.fd, fcntl.LOCK_EX)
             return True

@@ -21,22 +21,19 @@ from __future__ import annotations
 import logging
 import multiprocessing.connection
 import multiprocessing.reduction
-import os
-import signal
 import socket
-import subprocess
 import sys
-import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 import numpy as np
 
+from edged.detect.child import ChildProcess, describe_exit
 from edged.detect.jobs import DECODERS, DETECTOR, WorkerFailed, WorkerInfo, WorkerResult, WorkerStartError
 from edged.detect.settings import DetectorSettings
-from edged.detect.slots import QUEUED, SlotBlock
+from edged.detect.jobtable import JobTable
+from edged.detect.slots import SlotBlock
 from edged.types import Geometry
 
 __all__ = ["InferenceWorker", "WorkerFailed", "WorkerInfo", "WorkerResult", "WorkerStartError",
@@ -46,47 +43,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_OPENER = "edged.detect.serve:open_detector"  # "module:function" the worker loads its model with
 START_TIMEOUT_SECONDS = 60.0  # loading a model onto a USB Edge TPU can take seconds on a Pi
-CLAIM_WAIT_SECONDS = 0.05  # a worker holds the claim lock for microseconds; longer means it hangs
-
-
-class _Child:
-    """The worker process: its pid, a descriptor that becomes readable when it exits, its exit code."""
-
-    def __init__(self, argv: list[str], keep_fd: int) -> None:
-        self._popen = subprocess.Popen(argv, pass_fds=(keep_fd,), stdin=subprocess.DEVNULL)
-        self.pid = self._popen.pid
-        try:
-            self.sentinel: int | None = os.pidfd_open(self.pid)
-        except (AttributeError, OSError):  # before Linux 5.3: its socket closing is the only sign
-            self.sentinel = None
-
-    @property
-    def exitcode(self) -> int | None:
-        """None while it runs; negative: killed by that signal (as multiprocessing reports it)."""
-        return self._popen.poll()
-
-    def join(self, timeout: float) -> None:
-        try:
-            self._popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pass
-
-    def kill(self) -> None:
-        self._popen.kill()
-
-    def release(self) -> None:
-        if self.sentinel is not None:
-            os.close(self.sentinel)
-            self.sentinel = None
-
-
-@dataclass
-class _Job:
-    slot: int
-    tag: object  # the caller's handle, given back with the result or when the job is lost
-    seq: int
-    stream: str  # jobs of one stream (camera) may replace each other while queued
-    submitted_ns: int
 
 
 class InferenceWorker:
@@ -107,12 +63,9 @@ class InferenceWorker:
         self.info: WorkerInfo | None = None
         self._slots = slots
         self._opener = opener
-        self._process: _Child | None = None
+        self._process: ChildProcess | None = None
         self._conn: multiprocessing.connection.Connection | None = None
-        self._block: SlotBlock | None = None
-        self._lock = threading.Lock()
-        self._jobs: dict[int, _Job] = {}
-        self._next_job = 0
+        self._table: JobTable | None = None  # the jobs in its input slots, once it is loaded
         self._heard_ns = 0
         self._failure: WorkerFailed | None = None  # seen while delivering earlier results; raised next
 
@@ -125,8 +78,8 @@ class InferenceWorker:
         """Start the child; `wait_ready` then waits for the model to load (several can load at once)."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         with theirs:  # only the child holds it once started: its death closes our end
-            self._process = _Child([sys.executable, "-c", "from edged.detect.serve import main; main()",
-                                    str(theirs.fileno()), self.name], theirs.fileno())
+            self._process = ChildProcess([sys.executable, "-c", "from edged.detect.serve import main; main()",
+                                          str(theirs.fileno()), self.name], theirs.fileno())
         self._conn = multiprocessing.connection.Connection(ours.detach())
         self._send(("init", self.settings, self.requested_backend, logging.getLogger().level, self._opener,
                     sys.path))
@@ -142,10 +95,11 @@ class InferenceWorker:
             raise WorkerFailed(f"unexpected message from the worker: {message[0]}")
         info: WorkerInfo = message[1]
         spec = info.input_spec
-        self._block = SlotBlock.create(self._slots, (spec.height, spec.width, 3), spec.dtype)
-        self._send(("slots", DETECTOR, self._slots, self._block.shape, spec.dtype.str))
+        block = SlotBlock.create(self._slots, (spec.height, spec.width, 3), spec.dtype)
+        self._table = JobTable(block)
+        self._send(("slots", DETECTOR, self._slots, block.shape, spec.dtype.str))
         try:
-            multiprocessing.reduction.send_handle(self._conn, self._block.fd, self.pid)
+            multiprocessing.reduction.send_handle(self._conn, block.fd, self.pid)
         except OSError:
             raise self._died("receiving its input slots") from None
         self._heard_ns = time.monotonic_ns()
@@ -190,76 +144,43 @@ class InferenceWorker:
     # -- jobs ------------------------------------------------------------------------------------------------
     @property
     def free_slots(self) -> int:
-        block = self._block
-        if block is None or self._failure is not None:
-            return 0
-        with self._lock:
-            return self._slots - len(self._jobs)
+        table = self._table
+        return 0 if table is None or self._failure is not None else table.free
 
     @property
     def outstanding(self) -> int:
-        with self._lock:
-            return len(self._jobs)
+        return len(self._table) if self._table is not None else 0
 
     def has_queued(self, stream: str) -> bool:
         """A job of `stream` waits in a slot and has not started (a hint: the worker may claim it now)."""
-        block = self._block
-        with self._lock:
-            return block is not None and any(job.stream == stream and block.state(job.slot) == QUEUED
-                                             for job in self._jobs.values())
+        return self._table is not None and self._table.has_queued(stream)
 
     def submit(self, tensor: np.ndarray, geometry: Geometry, *, seq: int, tag: object = None,
                stream: str = "") -> bool:
         """Queue one input in a free slot; False when every slot is taken. WorkerFailed if it died idle."""
-        block = self._block
-        if block is None:
+        table = self._table
+        if table is None:
             raise WorkerFailed("worker is not running")
-        with self._lock:
-            used = {job.slot for job in self._jobs.values()}
-            slot = next((i for i in range(self._slots) if i not in used), None)
-            if slot is None:
-                return False
-            self._next_job += 1
-            job = self._next_job
-            block.fill(slot, job, tensor, (geometry.content_width, geometry.content_height))
-            self._jobs[job] = _Job(slot, tag, seq, stream, time.monotonic_ns())
+        placed = table.put(tensor, (geometry.content_width, geometry.content_height), seq=seq, tag=tag,
+                           stream=stream)
+        if placed is None:
+            return False
+        number, slot = placed
         try:
             self._send(("run", DETECTOR, slot))
         except WorkerFailed:
-            with self._lock:
-                self._jobs.pop(job, None)
-                block.release(slot)
+            table.cancel(number)
             raise
         return True
 
     def replace(self, stream: str, tensor: np.ndarray, geometry: Geometry, *, seq: int,
                 tag: object = None) -> tuple[bool, object]:
-        """Put a newer input in place of the oldest job of `stream` that has not started.
-
-        Returns (True, the replaced job's tag), or (False, None) when every job of the
-        stream has started (or the worker holds the claim lock too long: it may hang).
-        """
-        block = self._block
-        if block is None:
+        """Put a newer input in place of the oldest job of `stream` that has not started: (True, the replaced
+        job's tag), or (False, None) when every job of the stream has started (edged/detect/jobtable.py)."""
+        if self._table is None:
             return False, None
-        with self._lock:
-            queued = sorted((number for number, job in self._jobs.items() if job.stream == stream))
-            if not queued or not block.lock(timeout=CLAIM_WAIT_SECONDS):
-                return False, None
-            try:
-                for number in queued:
-                    old = self._jobs[number]
-                    if block.state(old.slot) != QUEUED or block.job(old.slot) != number:
-                        continue
-                    self._next_job += 1
-                    meta = (geometry.content_width, geometry.content_height)
-                    block.fill(old.slot, self._next_job, tensor, meta)
-                    del self._jobs[number]
-                    self._jobs[self._next_job] = _Job(old.slot, tag, seq, stream, old.submitted_ns)
-                    return True, old.tag
-            finally:
-                block.unlock()
-        return False, None
+        return self._table.replace(stream, tensor, (geometry.content_width, geometry.content_height), seq=seq,
+                                   tag=tag)
 
     def receive(self, wait: float, *, hang_after: float) -> list[tuple[object, WorkerResult]]:
         """(tag, result) of the jobs that finished within `wait` seconds (maybe none).
@@ -270,9 +191,8 @@ class InferenceWorker:
         """
         if self._failure is not None:
             raise self._failure
-        assert self._conn is not None and self._process is not None
-        with self._lock:
-            oldest = min((job.submitted_ns for job in self._jobs.values()), default=None)
+        assert self._conn is not None and self._process is not None and self._table is not None
+        oldest = self._table.oldest_ns()
         deadline = None if oldest is None else max(oldest, self._heard_ns) / 1e9 + hang_after
         if deadline is not None:
             wait = max(0.0, min(wait, deadline - time.monotonic()))
@@ -302,27 +222,18 @@ class InferenceWorker:
         decoder = DECODERS.get(kind)
         if decoder is None:
             raise WorkerFailed(f"worker pid {self.pid} sent a result of unknown kind {kind!r}")
-        with self._lock:
-            job = self._jobs.pop(number, None)
-            if self._block is not None:
-                self._block.release(slot)
+        assert self._table is not None
+        job = self._table.finish(number, slot)
         if job is not None:
             results.append((job.tag, WorkerResult(job.seq, decoder.decode(payload), started, invoked, ended,
                                                   self.name)))
 
     def _doing(self) -> str:
-        with self._lock:
-            jobs = sorted(self._jobs.items())
-        if not jobs:
-            return "idle"
-        return f"running frame {jobs[0][1].seq}" + (f" (+{len(jobs) - 1} queued)" if len(jobs) > 1 else "")
+        return self._table.describe() if self._table is not None else "idle"
 
     def take_lost(self) -> list[object]:
         """The tags of every job still outstanding (after a failure: they will never finish)."""
-        with self._lock:
-            tags = [job.tag for _, job in sorted(self._jobs.items())]
-            self._jobs.clear()
-        return tags
+        return self._table.take_all() if self._table is not None else []
 
     def infer(self, tensor: np.ndarray, geometry: Geometry, *, seq: int, timeout: float) -> WorkerResult:
         """One input, waited for: for tools and tests (the daemon keeps several in flight)."""
@@ -358,19 +269,6 @@ class InferenceWorker:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-        with self._lock:
-            block, self._block = self._block, None
-        if block is not None:
-            block.close()
-
-
-def describe_exit(code: int | None) -> str:
-    """multiprocessing's exit code → "killed by SIGABRT" / "exit status 1"."""
-    if code is None:
-        return "still running"
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit status {code}"
+        table, self._table = self._table, None
+        if table is not None:
+            table.block.close()
