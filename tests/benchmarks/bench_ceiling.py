@@ -51,7 +51,8 @@ def measure(seconds: float, cameras: int) -> dict[str, float]:
             path.write_text(
                 f'[device]\nid = "ceiling"\n[detector]\nbackend = "cpu"\n'
                 f'[mqtt]\nbrokers = ["mqtt://[::1]:{broker.port}"]\n'
-                '[publish]\nstats_interval_seconds = 3600\n[service]\nprivate_broker = false\ncpu_standby = false\n'
+                '[publish]\nstats_interval_seconds = 3600\n'
+                '[service]\nprivate_broker = false\ncpu_standby = false\n'
                 + "".join(f'[[cameras]]\nname = "cam{i}"\nsource = "samples"\nfps = 0\n'
                           for i in range(cameras)))
             config = load_config(path)

@@ -72,7 +72,8 @@ def main() -> int:
         print(f"run {run}: load {load[0]:.2f}→{load[1]:.2f}; bare invoke {result['invoke_fps']} fps (median "
               f"{result['invoke_ms']} ms; {result['daemon_invoke_ms']} ms inside the daemon = "
               f"{result['daemon_invoke_ms'] / result['invoke_ms']:.3f} x bare); pipeline "
-              f"{result['pipeline_fps']} fps; busy {result['busy']}; latency {result['latency_ms']}; host CPU {result['host_cpu_ms']} "
+              f"{result['pipeline_fps']} fps; busy {result['busy']}; latency {result['latency_ms']}; "
+              f"host CPU {result['host_cpu_ms']} "
               f"ms/frame; postprocess {result['nms_ms']} ms, raw decode+NMS {result['nms_raw_ms']} ms")
         for name, value, target, met in checks(result):
             print(f"  {name:<38} {value!s:>8}  target {target:<7} {'met' if met else 'NOT MET'}")
