@@ -9,14 +9,16 @@ Child → parent:  ("ready", WorkerInfo) | ("error", exit code, message)
 
 Jobs are addressed to a model key inside the worker; results come back as
 encoded payloads tagged with their kind, decoded by kind in the parent and
-matched to their job by number. Today the one model is the detector
-("detections"); a classifier on crops would be another key and another kind
-(a decoder here and a postprocess in the child), not another protocol.
+matched to their job by number (WorkerResult carries the model key and kind).
+Today the one model is the detector ("detections"); a classifier on crops
+would be another key with its own slot block and another kind (a decoder here,
+an entry in serve.POSTPROCESS in the child), not another protocol.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 
@@ -43,11 +45,20 @@ class WorkerInfo:
 @dataclass(frozen=True)
 class WorkerResult:
     seq: int  # the caller's sequence number of the input (a frame's seq)
-    detections: list[Detection]
+    output: Any  # the payload decoded by its kind: list[Detection] for "detections"
     started_ns: int  # monotonic (system-wide on Linux, so comparable with the parent's stamps)
     invoked_ns: int
     ended_ns: int
     worker: str = ""  # which worker ran it (e.g. "cpu:0", "edgetpu:usb:1")
+    model: str = DETECTOR  # which of the worker's models the job was for
+    kind: str = "detections"
+
+    @property
+    def detections(self) -> list[Detection]:
+        """The detector's output; another model's result has none (a bug to ask for them)."""
+        if self.kind != "detections":
+            raise TypeError(f"a {self.kind!r} result of model {self.model!r} has no detections")
+        return self.output
 
     @property
     def inference_ms(self) -> float:

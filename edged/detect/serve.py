@@ -1,4 +1,4 @@
-"""The worker process's main: load one model, then run the jobs the parent queues in shared memory.
+"""The worker process's main: load its model(s), then run the jobs the parent queues in shared memory.
 
 Started by edged/detect/worker.py as `python -c "from edged.detect.serve import
 main; main()" FD NAME` with one end of a socketpair as FD; the first message
@@ -25,7 +25,7 @@ from typing import Any
 
 import msgspec
 
-from edged.detect.jobs import WorkerInfo
+from edged.detect.jobs import DETECTOR, WorkerInfo
 from edged.detect.settings import DetectorSettings
 from edged.detect.slots import SlotBlock
 from edged.errors import EdgedError
@@ -37,6 +37,14 @@ def open_detector(settings: DetectorSettings, backend: str) -> Any:
     from edged.detect.detector import Detector
 
     return Detector.open(settings, backend=backend)
+
+
+def _detections(model: Any, outputs: Any, meta: tuple[float, ...]) -> Any:
+    return model.postprocess(outputs, Geometry(meta[0], meta[1]))
+
+
+# kind → how a model's raw outputs and its slot's four floats become that kind's payload
+POSTPROCESS: dict[str, Callable[[Any, Any, tuple[float, ...]], Any]] = {"detections": _detections}
 
 
 def main() -> None:
@@ -74,6 +82,7 @@ def serve(conn: multiprocessing.connection.Connection, settings: DetectorSetting
     conn.send(("ready", WorkerInfo(pid=os.getpid(), backend=model.backend_name,
                                    model=model.model_name, runtime=model.runtime, input_spec=model.input_spec,
                                    fallback_reason=model.fallback_reason)))
+    models: dict[str, tuple[Any, str]] = {DETECTOR: (model, "detections")}  # key → (model, result kind)
     encoder = msgspec.msgpack.Encoder()
     blocks: dict[str, SlotBlock] = {}
     try:
@@ -95,17 +104,19 @@ def serve(conn: multiprocessing.connection.Connection, settings: DetectorSetting
                 job, meta = block.claim(slot)
             finally:
                 block.unlock()
+            hosted, kind = models[key]
             started = time.monotonic_ns()
             try:
-                outputs = model.invoke(block.tensor(slot))
+                outputs = hosted.invoke(block.tensor(slot))
                 invoked = time.monotonic_ns()
-                detections = model.postprocess(outputs, Geometry(meta[0], meta[1]))
+                result = POSTPROCESS[kind](hosted, outputs, meta)
             except Exception as exc:  # a runtime error in invoke: report it, the parent replaces us
                 conn.send(("failed", key, slot, job, f"{type(exc).__name__}: {exc}"))
                 return
-            conn.send(("done", key, slot, job, "detections", encoder.encode(detections), started, invoked,
+            conn.send(("done", key, slot, job, kind, encoder.encode(result), started, invoked,
                        time.monotonic_ns()))
     finally:
         for block in blocks.values():
             block.close()
-        model.close()
+        for hosted, _ in models.values():
+            hosted.close()

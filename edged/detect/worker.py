@@ -218,7 +218,7 @@ class InferenceWorker:
         self._heard_ns = time.monotonic_ns()
         if message[0] == "failed":
             raise WorkerFailed(f"worker pid {self.pid}: {message[4]}")
-        _, _, slot, number, kind, payload, started, invoked, ended = message
+        _, model, slot, number, kind, payload, started, invoked, ended = message
         decoder = DECODERS.get(kind)
         if decoder is None:
             raise WorkerFailed(f"worker pid {self.pid} sent a result of unknown kind {kind!r}")
@@ -226,7 +226,7 @@ class InferenceWorker:
         job = self._table.finish(number, slot)
         if job is not None:
             results.append((job.tag, WorkerResult(job.seq, decoder.decode(payload), started, invoked, ended,
-                                                  self.name)))
+                                                  self.name, model, kind)))
 
     def _doing(self) -> str:
         return self._table.describe() if self._table is not None else "idle"
