@@ -10,7 +10,8 @@ is watched, so a Coral plugged in later is tried at once and one unplugged
 stops the retries. TPU and CPU lanes never take frames together: a camera's
 results are published in capture order, and a slow CPU frame would hold back
 every TPU frame after it. A failing lane loses only its jobs in flight; all
-starting and retrying happens in one supervisor thread, never in the pipeline's.
+starting and retrying happens in one supervisor thread (edged/service/supervisor.py), never in
+the pipeline's.
 """
 
 from __future__ import annotations
@@ -26,20 +27,18 @@ import numpy as np
 
 from edged.detect.backends import edgetpu_attached_under
 from edged.detect.settings import DetectorSettings
-from edged.detect.worker import DEFAULT_OPENER, InferenceWorker, WorkerFailed, WorkerInfo
+from edged.detect.worker import DEFAULT_OPENER, WorkerFailed, WorkerInfo
 from edged.errors import EdgedError, UnavailableError
 from edged.service.lanes import Lane, Placement, ResultSink, has_room, place
 from edged.service.plan import LanePlan
+from edged.service.supervisor import STANDBY_RETRY_SECONDS, Supervision
 from edged.types import Geometry
 
 log = logging.getLogger(__name__)
 
-HOTPLUG_POLL_SECONDS = 2.0  # sysfs is read this often in `auto`: a few small files
-STANDBY_RETRY_SECONDS = 5.0
-SUPERVISOR_WAKE_SECONDS = 5.0
 
 
-class Inference:
+class Inference(Supervision):
     """Owns the lanes; `place`/`has_room` are called from the pipeline's dispatcher thread."""
 
     def __init__(self, settings: DetectorSettings, *, frame_timeout: float = 10.0, cpu_standby: bool = True,
@@ -163,32 +162,6 @@ class Inference:
             self._add_lane(worker)
         return failures
 
-    def _worker(self, name: str) -> InferenceWorker:
-        kind, _, device = name.partition(":")
-        return InferenceWorker(self.settings, kind, device=device if kind == "edgetpu" else None,
-                               slots=self._slots, name=name, opener=self._opener)
-
-    def _add_lane(self, worker: InferenceWorker, *, accepting: bool = True) -> Lane:
-        lane = Lane(worker.name, worker.name.partition(":")[0], worker, frame_timeout=self.frame_timeout,
-                    sink=lambda: self._sink, on_exit=self._lane_exited, accepting=accepting)
-        with self._lock:
-            self._lanes.append(lane)
-            self._last_info = lane.info
-            if accepting:
-                self._plan.started(lane.name)
-        lane.start()
-        log.info("inference worker pid %s: %s, %s (%s)", lane.info.pid, lane.info.backend, lane.info.model,
-                 lane.info.runtime)
-        return lane
-
-    def _start_failed(self, name: str, exc: Exception) -> None:
-        with self._lock:
-            wait = self._plan.start_failed(name, str(exc))
-        if LanePlan.is_tpu(name) and self.mode == "auto":
-            log.info("Edge TPU %s unavailable (%s); next try in %g s", name, exc, wait)
-        else:
-            log.error("could not start a %s worker (%s); next attempt in %.1f s", name, exc, wait)
-
     def close(self) -> None:
         self._closed.set()
         self._wake.set()
@@ -241,86 +214,6 @@ class Inference:
                     log.warning("switched to the standby CPU worker pid %s", other.worker.pid)
                 other.accepting, other.retiring = True, False
                 self._plan.started(other.name)
-
-    # -- the supervisor thread: restarts, TPU retries, hotplug, standby ----------------------------------
-    def _supervise(self) -> None:
-        next_scan = 0.0
-        while not self._closed.is_set():
-            now = time.monotonic()
-            if self.mode == "auto" and now >= next_scan:
-                self._scan_hardware()
-                next_scan = now + HOTPLUG_POLL_SECONDS
-            with self._lock:
-                name, due = self._plan.next_due(now, {lane.name for lane in self._lanes})
-            if name is not None:
-                self._try_start(name)
-                continue
-            if self._wants_standby(now):
-                self._load_standby()
-                continue
-            wake = min(due, next_scan if self.mode == "auto" else float("inf"), now + SUPERVISOR_WAKE_SECONDS)
-            self._wake.wait(max(0.01, wake - now))
-            self._wake.clear()
-
-    def _try_start(self, name: str) -> None:
-        worker = self._worker(name)
-        try:
-            worker.start()
-        except (WorkerFailed, EdgedError) as exc:
-            worker.close(timeout=0)
-            self._start_failed(name, exc)
-            return
-        if self._closed.is_set():
-            worker.close()
-            return
-        lane = self._add_lane(worker)
-        if lane.kind == "edgetpu" and self.mode == "auto":
-            self._tpu_back(lane)
-        self._on_change()
-        sink = self._sink
-        if sink is not None:
-            sink.room()
-
-    def _tpu_back(self, lane: Lane) -> None:
-        log.warning("Edge TPU is back: worker pid %s", lane.worker.pid)
-        with self._lock:
-            if not self._plan.tpu_back():
-                return
-            cpu_lanes = [other for other in self._lanes if other.kind == "cpu"]
-            for index, other in enumerate(cpu_lanes):
-                if index == 0 and self.cpu_standby:
-                    other.accepting = False  # parked: finishes its jobs, then waits as the standby
-                else:
-                    other.retire()
-
-    def _wants_standby(self, now: float) -> bool:
-        with self._lock:
-            return (self.cpu_standby and self._plan.on_tpu and now >= self._standby_due
-                    and not any(lane.kind == "cpu" and not lane.retiring for lane in self._lanes))
-
-    def _load_standby(self) -> None:
-        worker = self._worker(self._plan.cpu_names[0])
-        try:
-            worker.start()
-        except (WorkerFailed, EdgedError) as exc:
-            worker.close(timeout=0)
-            log.warning("could not load the standby CPU worker: %s", exc)
-            self._standby_due = time.monotonic() + STANDBY_RETRY_SECONDS
-            return
-        if self._closed.is_set():
-            worker.close()
-            return
-        self._add_lane(worker, accepting=False)
-        log.info("standby CPU worker pid %s ready", worker.pid)
-
-    def _scan_hardware(self) -> None:
-        found = edgetpu_attached_under(self._root)
-        with self._lock:
-            changed = self._plan.hardware(found, {lane.name for lane in self._lanes})
-        if changed:
-            log.warning("Edge TPU hardware %s: %s", "attached" if found else "gone",
-                        ", ".join(found) or "none")
-            self._on_change()
 
 
 def _start_error(backend: str, exc: Exception) -> EdgedError:
