@@ -146,21 +146,26 @@ class Inference(Supervision):
         return info
 
     def _start_lanes(self, names: list[str]) -> list[Exception]:
-        """Start workers for `names` at once (they load in parallel); the failures."""
+        """Start workers for `names` at once (they load in parallel); the failures.
+
+        A failure is logged only when another worker started: when none did, the
+        caller reports the one reason (the daemon's one error line, or the fallback).
+        """
         workers = [self._worker(name) for name in names]
         for worker in workers:
             worker.launch()
-        failures: list[Exception] = []
+        failures: list[tuple[str, Exception]] = []
         for worker in workers:
             try:
                 worker.wait_ready()
             except (WorkerFailed, EdgedError) as exc:
                 worker.close(timeout=0)
-                failures.append(exc)
-                self._start_failed(worker.name, exc)
+                failures.append((worker.name, exc))
                 continue
             self._add_lane(worker)
-        return failures
+        for name, exc in failures:
+            self._start_failed(name, exc, quiet=not self._lanes)
+        return [exc for _, exc in failures]
 
     def close(self) -> None:
         self._closed.set()

@@ -68,9 +68,12 @@ class Supervision:
                  lane.info.runtime)
         return lane
 
-    def _start_failed(self, name: str, exc: Exception) -> None:
+    def _start_failed(self, name: str, exc: Exception, *, quiet: bool = False) -> None:
+        """Schedule the next try; `quiet` when the caller reports the failure itself (nothing started)."""
         with self._lock:
             wait = self._plan.start_failed(name, str(exc))
+        if quiet:
+            return
         if LanePlan.is_tpu(name) and self.mode == "auto":
             log.info("Edge TPU %s unavailable (%s); next try in %g s", name, exc, wait)
         else:
