@@ -69,7 +69,8 @@ def test_publish_over_ipv6_loopback(mosquitto, protocol):
 
     status = sub.on("edged/pi1/status")
     assert status[0].json()["state"] == "online" and status[-1].json()["state"] == "offline"
-    assert set(status[0].json()) == {"state", "version", "backend", "model", "since", "run_id", "accelerators"}
+    assert set(status[0].json()) == {"state", "version", "backend", "model", "since", "run_id",
+                                     "accelerators"}
     assert status[0].json()["version"] == "1.2.3" and status[0].json()["since"].endswith("Z")
     detections = [m.json() for m in sub.on("edged/pi1/front/detections")]
     assert [d["seq"] for d in detections] == [1, 2, 3]  # every frame with detections + the first empty one
