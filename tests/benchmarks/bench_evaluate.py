@@ -13,7 +13,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,9 +24,9 @@ sys.path.insert(0, str(REPO))
 from edged.commands.detect import load_image  # noqa: E402
 from edged.dataset.coco import CocoFile, load_coco  # noqa: E402
 from edged.dataset.evaluate import LabelledSet, coco_metrics, evaluate_model  # noqa: E402
-from edged.detect import fetch  # noqa: E402
 from edged.detect.detector import Detector  # noqa: E402
 from edged.detect.settings import DetectorSettings  # noqa: E402
+from tests.benchmarks.fixtures import fetched  # noqa: E402
 
 GROUND_TRUTH = REPO / "tests" / "data" / "samples_ground_truth.json"
 
@@ -52,12 +51,7 @@ def main() -> int:
                         help="model/photo mirror (default: ../shared beside the repo)")
     parser.add_argument("--passes", type=int, default=20, help="times over the five photos (default: 20)")
     args = parser.parse_args()
-    shared = REPO.parent / "shared"
-    mirrors = args.mirror or [str(shared / "models"), str(shared / "images")]
-    data = Path(tempfile.mkdtemp(prefix="edged-bench-"))
-    for _, entry, directory in fetch.plan(["ssd_mobilenet_v1_coco_quant", "samples"], ["cpu"],
-                                          models_dir=data / "models", samples_dir=data / "samples"):
-        fetch.fetch_file(entry, directory, mirrors, offline=True, progress_stream=open(os.devnull, "w"))
+    data = fetched(["ssd_mobilenet_v1_coco_quant", "samples"], ["cpu"], args.mirror)
     labelled = repeated(load_coco(GROUND_TRUTH), data / "samples", args.passes)
     load_before = os.getloadavg()[0]
     settings = DetectorSettings(threshold=0.01, max_detections=100)

@@ -10,10 +10,7 @@ Target (issue 2): decode + NMS <= 1 ms median.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,22 +19,9 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from edged.detect import fetch  # noqa: E402
 from edged.detect.detector import Detector  # noqa: E402
 from edged.detect.settings import DetectorSettings  # noqa: E402
-
-
-def median_ms(action, runs: int) -> tuple[float, float]:
-    """(median, 90th percentile) in milliseconds after a few warm-up calls."""
-    for _ in range(5):
-        action()
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter_ns()
-        action()
-        samples.append((time.perf_counter_ns() - start) / 1e6)
-    samples.sort()
-    return statistics.median(samples), samples[int(0.9 * (len(samples) - 1))]
+from tests.benchmarks.fixtures import fetched, timed_ms  # noqa: E402
 
 
 def main() -> int:
@@ -46,12 +30,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--image", default="grace_hopper.bmp")
     args = parser.parse_args()
-    shared = REPO.parent / "shared"
-    mirrors = args.mirror or [str(shared / "models"), str(shared / "images")]
-    data = Path(tempfile.mkdtemp(prefix="edged-bench-"))
-    for _, entry, directory in fetch.plan(["ssd_mobilenet_v1_coco_quant", "samples"], ["cpu", "raw"],
-                                          models_dir=data / "models", samples_dir=data / "samples"):
-        fetch.fetch_file(entry, directory, mirrors, offline=True, progress_stream=open("/dev/null", "w"))
+    data = fetched(["ssd_mobilenet_v1_coco_quant", "samples"], ["cpu", "raw"], args.mirror)
     image = np.asarray(Image.open(data / "samples" / args.image).convert("RGB"))
 
     rows = []
@@ -59,20 +38,20 @@ def main() -> int:
         tensor, geometry = detector.prepare(image)
         outputs = detector.invoke(tensor)
         shapes = [o.shape for o in outputs]
-        invoke_ms, invoke_p90 = median_ms(lambda: detector.invoke(tensor), max(20, args.runs // 4))
-        prepare_ms, _ = median_ms(lambda: detector.prepare(image), args.runs)
+        invoke_ms, invoke_p90 = timed_ms(lambda: detector.invoke(tensor), max(20, args.runs // 4), warmup=5)
+        prepare_ms, _ = timed_ms(lambda: detector.prepare(image), args.runs, warmup=5)
         for threshold, agnostic in ((0.5, False), (0.5, True), (0.3, False), (0.1, False), (0.01, False)):
             detector.postprocessor.filters.threshold = threshold
             detector.postprocessor.filters.class_agnostic = agnostic
             found = len(detector.postprocess(outputs, geometry))
-            ms, p90 = median_ms(lambda: detector.postprocess(outputs, geometry), args.runs)
+            ms, p90 = timed_ms(lambda: detector.postprocess(outputs, geometry), args.runs, warmup=5)
             rows.append((f"decode+NMS t={threshold} {'agnostic' if agnostic else 'per-class'}", ms, p90, found))
         backend = detector.backend_name
     with Detector.open(DetectorSettings(), backend="cpu", models_dir=data / "models") as detector:
         tensor, geometry = detector.prepare(image)
         outputs = detector.invoke(tensor)
-        op_invoke_ms, _ = median_ms(lambda: detector.invoke(tensor), max(20, args.runs // 4))
-        ms, p90 = median_ms(lambda: detector.postprocess(outputs, geometry), args.runs)
+        op_invoke_ms, _ = timed_ms(lambda: detector.invoke(tensor), max(20, args.runs // 4), warmup=5)
+        ms, p90 = timed_ms(lambda: detector.postprocess(outputs, geometry), args.runs, warmup=5)
         rows.append(("post-process-op outputs, filters only", ms, p90, len(detector.postprocess(outputs, geometry))))
 
     print(f"backend {backend}; raw outputs {shapes} from {args.image}; {args.runs} runs")

@@ -35,13 +35,13 @@ sys.path.insert(0, str(REPO))
 import msgspec  # noqa: E402
 
 from edged.config import Config  # noqa: E402
-from edged.detect import fetch  # noqa: E402
 from edged.detect.detector import Detector  # noqa: E402
 from edged.detect.settings import DetectorSettings  # noqa: E402
 from edged.record.recorder import Recorder  # noqa: E402
 from edged.record.settings import RecordSettings  # noqa: E402
 from edged.service.runtime import start_runtime  # noqa: E402
 from edged.types import Detection, Frame  # noqa: E402
+from tests.benchmarks.fixtures import fetched  # noqa: E402
 
 
 def median_us(action, runs: int) -> float:
@@ -133,12 +133,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2,
                         help="alternating rounds of the three modes (default: 2)")
     args = parser.parse_args()
-    shared = REPO.parent / "shared"
-    mirrors = args.mirror or [str(shared / "models"), str(shared / "images")]
-    data = Path(tempfile.mkdtemp(prefix="edged-bench-"))
-    for _, entry, directory in fetch.plan(["ssd_mobilenet_v1_coco_quant", "samples"], ["cpu"],
-                                          models_dir=data / "models", samples_dir=data / "samples"):
-        fetch.fetch_file(entry, directory, mirrors, offline=True, progress_stream=open(os.devnull, "w"))
+    data = fetched(["ssd_mobilenet_v1_coco_quant", "samples"], ["cpu"], args.mirror)
     photo = np.asarray(Image.open(data / "samples" / "grace_hopper.bmp").convert("RGB"))
     load_before = os.getloadavg()[0]
     settings = DetectorSettings(threshold=0.3)
