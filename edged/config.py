@@ -26,11 +26,13 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from edged.classify.settings import ClassifySettings
 from edged.detect.settings import DetectorSettings
 from edged.errors import ConfigError
 from edged.fields import documented
 from edged.publish.settings import MqttSettings, PublishSettings
 from edged.record.settings import RecordOverride, RecordSettings
+from edged.segment.settings import SegmentSettings
 from edged.track.settings import TrackingSettings, ZoneSettings
 
 DEFAULT_PATH = Path("/etc/edged/edged.toml")
@@ -82,6 +84,12 @@ class CameraConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     record: Annotated[RecordOverride, documented(
         "Recording overrides", "What this camera changes of `[record]` (e.g. `enabled = true`, "
         "`labels = [\"person\"]`); unset keys inherit it.")] = msgspec.field(default_factory=RecordOverride)
+    classify: Annotated[list[ClassifySettings], documented(
+        "Second stage", "`[[cameras.classify]]` tables: a classifier run on the crops of detections of one "
+        "label (a `bird` → its species); the result is the detection's `subclass`.")] = []
+    segment: Annotated[SegmentSettings | None, documented(
+        "Segmenter", "`[cameras.segment]`: per-class area shares of the picture and of each zone on "
+        "`…/<camera>/segments`, instead of or beside the detector.")] = None
 
 
 class ServiceConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -157,6 +165,10 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
                 raise ValueError(f"zone name `{twice}` is used twice - at `$.cameras[{index}].zones`")
             self._camera_tracking(index)
             self._camera_record(index)
+            labels = [entry.label for entry in camera.classify]
+            again = next((label for label in labels if labels.count(label) > 1), None)
+            if again is not None:
+                raise ValueError(f"label `{again}` is classified twice - at `$.cameras[{index}].classify`")
         if self.service.reconnect_max_seconds < self.service.reconnect_initial_seconds:
             raise ValueError(
                 "must be at least `reconnect_initial_seconds` - at `$.service.reconnect_max_seconds`")

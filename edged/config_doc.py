@@ -82,6 +82,7 @@ def _table(header: str, struct: msgspec.Struct, kind: mi.StructType, doc: dict[s
     lines.append(header)
     nested: list[tuple[str, msgspec.Struct, mi.StructType, dict[str, Any]]] = []
     examples: list[tuple[str, mi.StructType, dict[str, Any], list]] = []  # arrays of tables (zones)
+    optionals: list[tuple[str, mi.StructType, dict[str, Any]]] = []  # tables absent by default
     for field in kind.fields:
         field_kind, field_doc = _unwrap(field.type)
         value = getattr(struct, field.name)
@@ -90,6 +91,13 @@ def _table(header: str, struct: msgspec.Struct, kind: mi.StructType, doc: dict[s
             continue
         if isinstance(field_kind, mi.ListType) and isinstance(field_kind.item_type, mi.StructType):
             examples.append((field.name, field_kind.item_type, field_doc, value))
+            continue
+        optional = _optional_table(field_kind)
+        if optional is not None:  # a table that is off unless present ([cameras.segment])
+            if value is None:
+                optionals.append((field.name, optional, field_doc))
+            else:
+                nested.append((field.name, value, optional, field_doc))
             continue
         lines.append("")
         lines += _describe(field.name, field_kind, field_doc, msgspec.to_builtins(value))
@@ -101,12 +109,24 @@ def _table(header: str, struct: msgspec.Struct, kind: mi.StructType, doc: dict[s
             lines += _table(f"[[{path}.{name}]]", item, item_kind, field_doc)
         if not items:
             lines += _commented_example(f"[[{path}.{name}]]", item_kind, field_doc)
+    for name, item_kind, field_doc in optionals:
+        lines += _commented_example(f"[{path}.{name}]", item_kind, field_doc)
     return lines
 
 
+def _optional_table(kind: mi.Type) -> mi.StructType | None:
+    """The table of a `Struct | None` field, else None."""
+    if isinstance(kind, mi.UnionType) and len(kind.types) == 2 and any(isinstance(t, mi.NoneType)
+                                                                          for t in kind.types):
+        table = next(t for t in kind.types if not isinstance(t, mi.NoneType))
+        return table if isinstance(table, mi.StructType) else None
+    return None
+
+
 def _commented_example(header: str, kind: mi.StructType, doc: dict[str, Any]) -> list[str]:
-    """An array of tables that is empty by default (zones): every key shown commented out, with its
-    default or, for required keys, the example its field documents."""
+    """An array of tables that is empty by default (zones), or a table absent by default (a camera's
+    segmenter): every key shown commented out, with its default or, for required keys, the example its
+    field documents."""
     lines = [""] + _comment(f"{doc.get('title', header)}: {doc.get('description', '')} None by default; "
                             "an example:")
     lines.append(f"# {header}")

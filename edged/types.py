@@ -46,13 +46,22 @@ class Box(msgspec.Struct, frozen=True):
         )
 
 
-class Detection(msgspec.Struct, frozen=True):
-    """One detected object."""
+class Subclass(msgspec.Struct, frozen=True):
+    """What a second-stage classifier says a detection is (e.g. the species of a `bird`), and how sure."""
+
+    label: str
+    score: float
+
+
+class Detection(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One detected object; `subclass` only when a second stage classified it (left out otherwise, so
+    detections without one read exactly as before)."""
 
     label: str
     class_id: int
     score: float
     box: Box
+    subclass: Subclass | None = None
 
 
 class Classification(msgspec.Struct, frozen=True):

@@ -50,6 +50,8 @@ def field_paths(kind: mi.Type, prefix: str = "") -> list[str]:
         kind = kind.type
     if isinstance(kind, mi.ListType) and isinstance(kind.item_type, mi.StructType):
         kind = kind.item_type
+    if isinstance(kind, mi.UnionType):  # an optional table ([cameras.segment]): its keys
+        kind = next((t for t in kind.types if isinstance(t, mi.StructType)), kind)
     if not isinstance(kind, mi.StructType):
         return [prefix]
     return [path for field in kind.fields

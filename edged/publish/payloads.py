@@ -5,7 +5,9 @@ committed schemas in edged/publish/schemas/ are generated from them
 (`python -m edged.publish.payloads` rewrites them; a test checks they match),
 and subscribers can validate what they receive against those files.
 Every field is always emitted (nothing is omitted when it equals its
-default), so the schemas list every property as required.
+default), so the schemas list every property as required — except in Structs
+declared `omit_defaults` (a Detection's optional `subclass`), whose schema keeps
+msgspec's own list of required properties.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any, Literal
 import msgspec
 
 from edged.record.stats import RecordStats
-from edged.types import Box, Detection
+from edged.types import Box, Detection, Subclass
 
 SCHEMA_VERSION = 1
 SCHEMA_DIR = Path(__file__).with_name("schemas")
@@ -101,6 +103,30 @@ class EventPayload(msgspec.Struct, kw_only=True):
     changed: list[Literal["zones", "stationary", "best_score"]]
     reason: Literal["lost", "stopped", "evicted", "reload"] | None
     published_at: str
+    subclass: Subclass | None = None  # the track's latest second-stage class (`[[cameras.classify]]`)
+
+
+class SegmentsPayload(msgspec.Struct, kw_only=True):
+    """`…/<camera>/segments`: what share of the picture each class covers, whole and per zone.
+
+    `areas`: label → share of all the frame's pixels (largest first, classes
+    without a pixel left out, summing to 1); `zones`: zone → the same over the
+    pixels whose centres lie inside the zone's polygon.
+    """
+
+    v: Literal[1] = 1
+    device: str
+    run_id: str = ""
+    camera: str
+    seq: int
+    captured_at: str
+    published_at: str
+    backend: str
+    model: str
+    inference_ms: float
+    frame: FrameSize
+    areas: dict[str, float]
+    zones: dict[str, dict[str, float]]
 
 
 class InferenceMs(msgspec.Struct):
@@ -195,18 +221,26 @@ SCHEMAS: dict[str, tuple[type | None, str]] = {
     f"count.v{SCHEMA_VERSION}.json": (None, "edged per-label count (retained `…/<camera>/<label>`)"),
     f"events.v{SCHEMA_VERSION}.json": (EventPayload, "edged event (`…/<camera>/events`)"),
     f"occupied.v{SCHEMA_VERSION}.json": (bool, "edged zone occupied (retained `…/<camera>/zones/<zone>`)"),
+    f"segments.v{SCHEMA_VERSION}.json": (SegmentsPayload, "edged segments (`…/<camera>/segments`)"),
+    f"coverage.v{SCHEMA_VERSION}.json": (
+        float, "edged zone coverage per label (retained `…/<camera>/zones/<zone>/coverage/<label>`)"),
 }
+OPTIONAL_FIELDS = {Detection.__name__}  # omit_defaults Structs: their defaulted fields may be absent
 
 
-def _normalize(node: Any) -> None:
-    """Every property required (all are always emitted); docstring indentation removed."""
+def _normalize(node: Any, *, keep_required: bool = False) -> None:
+    """Every property required (all are always emitted, but in OPTIONAL_FIELDS); docstring indentation
+    removed."""
     if isinstance(node, dict):
-        if node.get("type") == "object" and "properties" in node:
+        if node.get("type") == "object" and "properties" in node and not keep_required:
             node["required"] = list(node["properties"])
+        for name, definition in node.get("$defs", {}).items():
+            _normalize(definition, keep_required=name in OPTIONAL_FIELDS)
         if isinstance(node.get("description"), str):
             node["description"] = inspect.cleandoc(node["description"])
-        for value in node.values():
-            _normalize(value)
+        for key, value in node.items():
+            if key != "$defs":
+                _normalize(value)
     elif isinstance(node, list):
         for value in node:
             _normalize(value)
@@ -221,6 +255,9 @@ def schema_documents() -> dict[str, dict[str, Any]]:
                                     "description": "How many objects of that label the camera sees now."}
         elif payload_type is bool:
             body = {"type": "boolean", "description": "Whether any tracked object is in the zone now."}
+        elif payload_type is float:
+            body = {"type": "number", "minimum": 0, "maximum": 1,
+                    "description": "Share of the zone's pixels the segmenter gives that label now."}
         else:
             body = msgspec.json.schema(payload_type)
             _normalize(body)

@@ -1,6 +1,8 @@
 """The topic tree: `<prefix>/status`, `<prefix>/stats`, `<prefix>/<camera>/{detections,snapshot,<label>}`,
-and with tracking `<prefix>/<camera>/events`, `…/events/snapshot`, `…/zones/<zone>` (occupied) and
-`…/zones/<zone>/<label>` (count).
+with a second-stage classifier `…/<camera>/<label>/<subclass>` (count), with tracking
+`<prefix>/<camera>/events`, `…/events/snapshot`, `…/zones/<zone>` (occupied) and `…/zones/<zone>/<label>`
+(count), and with a segmenter `…/<camera>/segments`, `…/segments/snapshot` and
+`…/zones/<zone>/coverage/<label>` (share of the zone).
 
 One class builds topics for the publisher and parses them back for `edged
 watch`, so both always agree. The prefix is a template with `{device_id}` as
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 from edged.errors import ConfigError
 
 DEVICE_PLACEHOLDER = "{device_id}"
-RESERVED_CAMERA_LEVELS = {"detections", "snapshot", "events", "zones"}
+RESERVED_CAMERA_LEVELS = {"detections", "snapshot", "events", "zones", "segments"}
 TOPIC_MAX_BYTES = 65535  # MQTT: a topic is a UTF-8 string with a 16-bit length
 LABEL_LEVEL_MAX_BYTES = 128  # longer labels are cut (with a hash) so topic room can be checked at config time
 # Room kept below each camera level for what edged builds there: a label level (at most
@@ -110,13 +112,15 @@ def topic_bytes(*parts: str) -> int:
 @dataclass(frozen=True)
 class Parsed:
     """What a topic under the prefix means: `kind` is status, stats, detections, snapshot, count, events,
-    event_snapshot, occupied (a zone's flag) or zone_count."""
+    event_snapshot, occupied (a zone's flag), zone_count, subclass_count, segments, segments_snapshot or
+    coverage (a zone's share of a label)."""
 
     device: str
     kind: str
     camera: str | None = None
     label: str | None = None
     zone: str | None = None
+    subclass: str | None = None
 
 
 class Topics:
@@ -172,6 +176,19 @@ class Topics:
     def zone_count(self, camera: str, zone: str, label: str) -> str:
         return f"{self.prefix}/{camera}/zones/{zone}/{label_level(label)}"
 
+    def subclass_count(self, camera: str, label: str, subclass: str) -> str:
+        """How many objects of `label` the second stage calls `subclass` (`…/cam0/bird/Ara_macao_…`)."""
+        return f"{self.prefix}/{camera}/{label_level(label)}/{label_level(subclass)}"
+
+    def segments(self, camera: str) -> str:
+        return f"{self.prefix}/{camera}/segments"
+
+    def segments_snapshot(self, camera: str) -> str:
+        return f"{self.prefix}/{camera}/segments/snapshot"
+
+    def coverage(self, camera: str, zone: str, label: str) -> str:
+        return f"{self.prefix}/{camera}/zones/{zone}/coverage/{label_level(label)}"
+
     def parse(self, topic: str) -> Parsed | None:
         """Meaning of a topic below the prefix; None for anything else (other apps' topics)."""
         levels = topic.split("/")
@@ -194,10 +211,16 @@ class Topics:
             return Parsed(device, "count", camera=camera, label=leaf)
         if rest[1:] == ["events", "snapshot"]:
             return Parsed(device, "event_snapshot", camera=rest[0])
+        if rest[1:] == ["segments", "snapshot"]:
+            return Parsed(device, "segments_snapshot", camera=rest[0])
         if len(rest) == 3 and rest[1] == "zones":
             return Parsed(device, "occupied", camera=rest[0], zone=rest[2])
+        if len(rest) == 3 and rest[1] not in RESERVED_CAMERA_LEVELS:
+            return Parsed(device, "subclass_count", camera=rest[0], label=rest[1], subclass=rest[2])
         if len(rest) == 4 and rest[1] == "zones":
             return Parsed(device, "zone_count", camera=rest[0], zone=rest[2], label=rest[3])
+        if len(rest) == 5 and rest[1] == "zones" and rest[3] == "coverage":
+            return Parsed(device, "coverage", camera=rest[0], zone=rest[2], label=rest[4])
         return None
 
 

@@ -25,7 +25,8 @@ from typing import Annotated, Any, TextIO
 
 import msgspec
 
-from edged.publish.payloads import SCHEMA_VERSION, DetectionsPayload, EventPayload, Stats, StatusPayload
+from edged.publish.payloads import (SCHEMA_VERSION, DetectionsPayload, EventPayload, SegmentsPayload, Stats,
+                                    StatusPayload)
 from edged.publish.topics import Parsed, Topics
 
 _DECODERS: dict[str, msgspec.json.Decoder] = {
@@ -36,6 +37,9 @@ _DECODERS: dict[str, msgspec.json.Decoder] = {
     "zone_count": msgspec.json.Decoder(Annotated[int, msgspec.Meta(ge=0)]),
     "occupied": msgspec.json.Decoder(bool),
     "events": msgspec.json.Decoder(EventPayload),
+    "subclass_count": msgspec.json.Decoder(Annotated[int, msgspec.Meta(ge=0)]),
+    "segments": msgspec.json.Decoder(SegmentsPayload),
+    "coverage": msgspec.json.Decoder(Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]),
 }
 # C0/C1 controls and DEL, and the bidirectional overrides that reorder what a terminal shows.
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
@@ -170,6 +174,20 @@ class LinesView:
             return f"{camera} zone {zone} {state}"
         if parsed.kind == "zone_count":
             return f"{camera} zone {zone} {printable(parsed.label)}={value}"
+        return self.update_classes(parsed, value, size)
+
+    def update_classes(self, parsed: Parsed, value: Any, size: int) -> str | None:
+        """What the second stage and the segmenter publish."""
+        camera, label = printable(parsed.camera), printable(parsed.label)
+        if parsed.kind == "subclass_count":
+            return f"{camera} {label}/{printable(parsed.subclass)}={value}"
+        if isinstance(value, SegmentsPayload):
+            areas = ", ".join(f"{printable(name)} {share:.1%}" for name, share in value.areas.items())
+            return f"{camera} segments seq {value.seq}: {areas or 'nothing'} ({value.inference_ms:.1f} ms)"
+        if parsed.kind == "segments_snapshot":
+            return f"{camera} segments snapshot {size} bytes"
+        if parsed.kind == "coverage":
+            return f"{camera} zone {printable(parsed.zone)} {label} coverage={value:.1%}"
         return None
 
     def emit(self, line: str) -> None:

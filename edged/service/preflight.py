@@ -3,13 +3,15 @@
 `edged config check` and `edged run` (at start and on every SIGHUP) call the
 same `check_config`, so a file that passes the check does not then fail at
 start: source URIs that can never work, a model name in neither the built-in
-nor the local manifest (`edged models add`) or one of another kind, model and
-label files named but absent, labels in `allow_labels` / `deny_labels` (and
-tracking, zone or recording filters) that the model's label file does not have.
-Each is a ConfigError (exit 78) naming the key path. What the check cannot know —
-whether the manifest model is fetched, whether a local model's files still match
-their pins, whether the camera is plugged in — stays a runtime error (exit 69, or
-65 for a file that is not the pinned one).
+nor the local manifest (`edged models add`) or one of another kind (a
+classifier as `[detector] model`, a detector as a camera's classifier or
+segmenter), model and label files named but absent, labels in `allow_labels` /
+`deny_labels` (and tracking, zone, second-stage or recording filters) that the
+model's label file does not have. Each is a ConfigError (exit 78) naming the
+key path. What the check cannot know — whether the manifest model is fetched,
+whether a local model's files still match their pins, whether the camera is
+plugged in — stays a runtime error (exit 69, or 65 for a file that is not the
+pinned one).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edged.config import Config
-from edged.detect.catalog import find_model
+from edged.detect.catalog import Found, find_model
 from edged.detect.labels import read_labels
 from edged.detect.settings import DetectorSettings
 from edged.errors import ConfigError, DataError, EdgedError, UnavailableError
@@ -39,21 +41,41 @@ def check_config(config: Config, where: str | None = None) -> None:
             raise ConfigError(f"{prefix}cameras[{index}].source: {exc}") from None
     try:
         check_detector(config.detector)
+        check_stage_models(config)
         check_labels(config)
         check_record_labels(config)
     except ConfigError as exc:
         raise ConfigError(f"{prefix}{exc}") from None
 
 
+def check_kind(model: str, kind: str, key: str) -> Found:
+    """A model (built-in or local) of the kind the key runs; else one line naming the key, the model and its
+    kind."""
+    try:
+        found = find_model(model)
+    except ConfigError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+    entry = found.entry
+    if entry.kind != kind:
+        where = {"detector": "[detector] model", "classifier": "a camera's [[cameras.classify]] model",
+                 "segmenter": "a camera's [cameras.segment] model"}[entry.kind]
+        raise ConfigError(f"{key}: {model} is a {entry.kind}, not a {kind} "
+                          f"(a {entry.kind} belongs in {where})")
+    return found
+
+
+def check_stage_models(config: Config) -> None:
+    """Each camera's second-stage classifiers are classifiers and its segmenter a segmenter."""
+    for i, camera in enumerate(config.cameras):
+        for j, entry in enumerate(camera.classify):
+            check_kind(entry.model, "classifier", f"cameras[{i}].classify[{j}].model")
+        if camera.segment is not None:
+            check_kind(camera.segment.model, "segmenter", f"cameras[{i}].segment.model")
+
+
 def check_detector(settings: DetectorSettings) -> None:
     """The model exists (built-in or local) and is a detector, named files exist, filtered labels exist."""
-    try:
-        found = find_model(settings.model)
-    except ConfigError as exc:
-        raise ConfigError(f"detector.model: {exc}") from None
-    entry = found.entry
-    if entry.kind != "detector":
-        raise ConfigError(f"detector.model: {settings.model} is a {entry.kind}, not a detector")
+    found = check_kind(settings.model, "detector", "detector.model")
     for key in FILE_KEYS:
         name = getattr(settings, key)
         if name is not None and not Path(name).is_file():

@@ -8,7 +8,8 @@ the config implies are decided here:
   tracker's second stage needs the dips), and down to `[record] uncertain_min`
   for cameras recording `uncertain` frames, while `…/detections` and the
   per-label counts still only carry what passes `detector.threshold`;
-- zone and tracking label filters must name labels of the model: a typo would
+- zone and tracking label filters, and the label a second stage classifies,
+  must name labels of the model: a typo would
   otherwise silently never match (ConfigError with the key path, exit 78).
 """
 
@@ -63,6 +64,8 @@ def check_labels(config: Config) -> None:
     for i, camera in enumerate(config.cameras):
         filters.append((f"cameras[{i}].tracking.labels", config.tracking_for(camera.name).labels))
         filters += [(f"cameras[{i}].zones[{j}].labels", zone.labels) for j, zone in enumerate(camera.zones)]
+        filters += [(f"cameras[{i}].classify[{j}].label", [entry.label])
+                    for j, entry in enumerate(camera.classify)]
     for where, wanted in filters:
         unknown = [label for label in wanted if label not in known]
         if unknown:
