@@ -1,4 +1,5 @@
-"""The parent's side of the second stage, per camera: what to ask for with each frame, what each track carries.
+"""The parent's side of the second stage, per camera: what to ask for with each frame, what each track
+carries.
 
 `plan` (dispatcher, when a frame goes to the worker) says which labels to
 classify with which model, and — with tracking on — where the objects are that
@@ -58,7 +59,8 @@ class SecondStage:
                                             entry.max_per_frame, skip))
         return CropPlan(width, height, tuple(requests))
 
-    def annotate(self, detections: list[Detection], update: TrackUpdate | None, now: float) -> list[Detection]:
+    def annotate(self, detections: list[Detection], update: TrackUpdate | None, now: float
+                 ) -> list[Detection]:
         """The detections as published: fresh subclasses kept if they pass `min_score`, and each tracked
         object's latest subclass on its detection when this frame did not classify it."""
         passed = [self._passing(detection) for detection in detections]
@@ -73,7 +75,8 @@ class SecondStage:
                 if index is None or tracked.label not in self._settings:
                     continue
                 if detections[index].subclass is not None:  # classified in this frame
-                    self._classified[tracked.track_id] = Classified(tracked.label, passed[index].subclass, now)
+                    fresh = passed[index].subclass
+                    self._classified[tracked.track_id] = Classified(tracked.label, fresh, now)
                 elif (known := self._classified.get(tracked.track_id)) and known.subclass is not None:
                     passed[index] = msgspec.structs.replace(passed[index], subclass=known.subclass)
             self._boxes = boxes

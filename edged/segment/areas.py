@@ -1,4 +1,4 @@
-"""A class map → the shares of the whole picture and of each zone, with each zone's mask made once per size.
+"""A class map → the shares of the whole picture and of each zone (each zone's mask made once per size).
 
 Zones are the tracking zones (`[[cameras.zones]]`), rasterized by
 edged.detect.segmentation.zone_mask: a pixel belongs to a zone when its centre
@@ -28,11 +28,13 @@ class ZoneAreas:
 
     def masks(self, width: int, height: int) -> dict[str, np.ndarray]:
         if self._size != (width, height):
-            self._masks = {name: zone_mask(polygon, width, height) for name, polygon in self._polygons.items()}
+            self._masks = {name: zone_mask(polygon, width, height)
+                           for name, polygon in self._polygons.items()}
             self._size = (width, height)
         return self._masks
 
-    def measure(self, ids: np.ndarray, labels: Sequence[str]) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    def measure(self, ids: np.ndarray, labels: Sequence[str]
+                ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
         """(label → share of the picture, zone → label → share of the zone), rounded, largest first."""
         height, width = ids.shape
         whole = rounded(class_shares(ids, labels))
