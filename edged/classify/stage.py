@@ -42,6 +42,7 @@ class SecondStage:
         self._lock = threading.Lock()
         self._classified: dict[int, Classified] = {}  # track id → its latest classification
         self._boxes: dict[int, Box] = {}  # live track id → its latest box
+        self._gone: dict[int, Classified] = {}  # tracks the latest frame ended: their `end` events need it
 
     @property
     def models(self) -> list[str]:
@@ -80,13 +81,14 @@ class SecondStage:
                 elif (known := self._classified.get(tracked.track_id)) and known.subclass is not None:
                     passed[index] = msgspec.structs.replace(passed[index], subclass=known.subclass)
             self._boxes = boxes
+            self._gone = {track: known for track, known in self._classified.items() if track not in boxes}
             self._classified = {track: known for track, known in self._classified.items() if track in boxes}
         return passed
 
     def subclasses(self) -> dict[int, Subclass]:
-        """Track id → its latest subclass, for the events of those tracks."""
+        """Track id → its latest subclass, for the events of those tracks (and of those just ended)."""
         with self._lock:
-            return {track: known.subclass for track, known in self._classified.items()
+            return {track: known.subclass for track, known in [*self._gone.items(), *self._classified.items()]
                     if known.subclass is not None}
 
     def _passing(self, detection: Detection) -> Detection:

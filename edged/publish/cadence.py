@@ -18,6 +18,7 @@ class CameraCadence:
     """What was last published for one camera."""
 
     counts: dict[str, int] = field(default_factory=dict)
+    subclasses: dict[tuple[str, str], int] = field(default_factory=dict)  # (label, subclass) → count
     signature: tuple = ()
     sent_nonempty: bool = False
     sent_at: float = float("-inf")
@@ -26,10 +27,11 @@ class CameraCadence:
 
     def count_changes(self, counts: Counter) -> dict[str, int]:
         """Labels whose count differs from the last frame; a label once seen stays known, so it goes back to 0."""
-        changes = {label: counts.get(label, 0) for label in {*self.counts, *counts}
-                   if counts.get(label, 0) != self.counts.get(label, 0)}
-        self.counts.update(changes)
-        return changes
+        return _changes(self.counts, counts)
+
+    def subclass_changes(self, counts: Counter) -> dict[tuple[str, str], int]:
+        """The same for (label, subclass) counts of a second stage counted by subclass."""
+        return _changes(self.subclasses, counts)
 
     def wants_detections(self, settings: DetectionsSettings, counts: Counter, now: float) -> bool:
         """every_frame: frames with detections + the first empty one; on_change: when the counts change;
@@ -59,3 +61,10 @@ class CameraCadence:
             self.snapshot_pending, self.snapshot_at = False, now
             return True
         return False
+
+
+def _changes(known: dict, counts: Counter) -> dict:
+    changes = {key: counts.get(key, 0) for key in {*known, *counts}
+               if counts.get(key, 0) != known.get(key, 0)}
+    known.update(changes)
+    return changes

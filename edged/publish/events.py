@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -30,7 +30,7 @@ from edged.publish.payloads import EventPayload, encode, iso_utc
 from edged.publish.settings import EventsSettings
 from edged.publish.topics import Topics
 from edged.track.events import Event, TrackedObject, TrackUpdate
-from edged.types import Box, Detection, Frame
+from edged.types import Box, Detection, Frame, Subclass
 
 log = logging.getLogger("edged.mqtt")
 
@@ -70,16 +70,19 @@ class EventPublisher:
                 raise ConfigError(f"publish.events.save_dir {settings.save_dir}: cannot create it "
                                   f"({exc.strerror})") from None
 
-    def publish(self, camera: str, update: TrackUpdate, frame: Frame | None, *, connected: bool) -> None:
-        """One frame's tracking results (frame None: edged stopping, only ends and zone counts)."""
+    def publish(self, camera: str, update: TrackUpdate, frame: Frame | None, *, connected: bool,
+                subclasses: Mapping[int, Subclass] | None = None) -> None:
+        """One frame's tracking results (frame None: edged stopping, only ends and zone counts);
+        `subclasses`: track id → the second stage's latest subclass for it."""
+        subclasses = subclasses or {}
         if frame is not None and frame.image is not None and self.settings.snapshots:
             for shot in update.best_shots:
                 self._keep_shot(shot, frame)
         for event in update.events:
             if event.type == "end":
-                self._finish(camera, event)
+                self._finish(camera, event, subclasses.get(event.track_id))
             else:
-                self._send_event(camera, event)
+                self._send_event(camera, event, subclasses.get(event.track_id))
                 if event.type == "new" and self.settings.snapshot_on_new:
                     self._send_shot(camera, event.id)
         changes = self._zone_changes(camera, update)
@@ -115,7 +118,7 @@ class EventPublisher:
                                         str(counts.get(label, 0)).encode(), "count"))
         return changes
 
-    def _send_event(self, camera: str, event: Event) -> None:
+    def _send_event(self, camera: str, event: Event, subclass: Subclass | None = None) -> None:
         with self._lock:
             shot = self._shots.get(event.id)
         payload = EventPayload(
@@ -125,12 +128,12 @@ class EventPublisher:
             first_seen=iso_utc(event.first_seen), last_seen=iso_utc(event.last_seen),
             stationary=event.stationary, snapshot_at=iso_utc(shot.taken_at) if shot else None,
             changed=list(event.changed), reason=event.reason,  # type: ignore[arg-type]
-            published_at=iso_utc(time.time()))
+            published_at=iso_utc(time.time()), subclass=subclass)
         self._send(self.topics.events(camera), encode(payload), retain=False, kind="events")
 
-    def _finish(self, camera: str, event: Event) -> None:
+    def _finish(self, camera: str, event: Event, subclass: Subclass | None = None) -> None:
         self._send_shot(camera, event.id)
-        self._send_event(camera, event)
+        self._send_event(camera, event, subclass)
         with self._lock:
             shot = self._shots.pop(event.id, None)
         if shot is not None and self.settings.save_dir:

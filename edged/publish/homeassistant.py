@@ -5,8 +5,9 @@ device-wide fps and backend sensors read from `…/stats` and `…/status`. With
 tracking: per camera an `event` entity (event types new, update, end; the
 event's id, label and zones as attributes), per zone an occupancy
 binary_sensor, and per zone and label an occupancy binary_sensor and a count
-sensor. Keys follow Home Assistant's MQTT discovery schemas (sensor,
-binary_sensor, event).
+sensor. With a second stage counted by subclass, a count sensor per label and
+subclass; with a segmenter, a coverage sensor (%) per zone and label. Keys
+follow Home Assistant's MQTT discovery schemas (sensor, binary_sensor, event).
 Availability follows the retained `…/status` (degraded still counts as
 available: detections keep coming, on the CPU). HA announces itself on
 `<prefix>/status` when it starts; the publisher then sends every config again,
@@ -82,6 +83,8 @@ class Discovery:
         self._event_cameras: set[str] = set()
         self._zones: set[tuple[str, str]] = set()
         self._zone_labels: set[tuple[str, str, str]] = set()
+        self._subclasses: set[tuple[str, str, str]] = set()
+        self._coverage: set[tuple[str, str, str]] = set()
 
     @property
     def status_topic(self) -> str:
@@ -98,10 +101,12 @@ class Discovery:
 
     def longest(self, camera: str) -> int:
         """Bytes of the longest config topic this camera can get: a zone × label entity with the longest
-        zone name and label (for the config-time check)."""
+        zone name and label, or a label × subclass count (for the config-time check)."""
         label_id = "x" * (LABEL_LEVEL_MAX_BYTES + 1 + _ID_HASH_CHARS)
         zone = "x" * (ZONE_NAME_MAX + 1 + _ID_HASH_CHARS)
-        return topic_bytes(self.config_topic(f"{zone_id(camera, zone)}_{label_id}_count", "binary_sensor"))
+        zone_label = self.config_topic(f"{zone_id(camera, zone)}_{label_id}_coverage", "binary_sensor")
+        subclass = self.config_topic(f"{id_part(camera)}_{label_id}_{label_id}")
+        return max(topic_bytes(zone_label), topic_bytes(subclass))
 
     def _common(self) -> dict:
         return {
@@ -165,6 +170,33 @@ class Discovery:
                 "icon": "mdi:counter"}),
         ]
 
+    def subclass_sensor(self, camera: str, label: str, subclass: str) -> tuple[str, bytes]:
+        return self._message(f"{object_id(camera, label)}_{id_part(label_level(subclass))}", {
+            "name": f"{camera} {label} {subclass}",
+            "state_topic": self.topics.subclass_count(camera, label, subclass),
+            "state_class": "measurement", "icon": "mdi:eye"})
+
+    def coverage_sensor(self, camera: str, zone: str, label: str) -> tuple[str, bytes]:
+        return self._message(f"{zone_id(camera, zone)}_{id_part(label_level(label))}_coverage", {
+            "name": f"{camera} {zone} {label} coverage",
+            "state_topic": self.topics.coverage(camera, zone, label),
+            "unit_of_measurement": "%", "value_template": "{{ (value | float(0) * 100) | round(1) }}",
+            "state_class": "measurement", "icon": "mdi:texture-box"})
+
+    def new_subclass_sensors(self, camera: str, pairs: list[tuple[str, str]]) -> list[tuple[str, bytes]]:
+        """Configs for (label, subclass) count sensors not announced yet."""
+        fresh = [(camera, label, sub) for label, sub in dict.fromkeys(pairs)
+                 if (camera, label, sub) not in self._subclasses]
+        self._subclasses.update(fresh)
+        return [self.subclass_sensor(*key) for key in fresh]
+
+    def new_coverage_sensors(self, camera: str, pairs: list[tuple[str, str]]) -> list[tuple[str, bytes]]:
+        """Configs for (zone, label) coverage sensors not announced yet."""
+        fresh = [(camera, zone, label) for zone, label in dict.fromkeys(pairs)
+                 if (camera, zone, label) not in self._coverage]
+        self._coverage.update(fresh)
+        return [self.coverage_sensor(*key) for key in fresh]
+
     def new_tracking_entities(self, camera: str, zones: dict[str, list[str]]) -> list[tuple[str, bytes]]:
         """Configs not announced yet: the camera's event entity, each zone's flag, each zone and label
         (`zones`: zone → labels, the announced-up-front labels are added)."""
@@ -188,7 +220,9 @@ class Discovery:
                 *(self.event_entity(c) for c in sorted(self._event_cameras)),
                 *(self.zone_occupied(c, z) for c, z in sorted(self._zones)),
                 *(message for camera, zone, label in sorted(self._zone_labels)
-                  for message in self.zone_label_entities(camera, zone, label))]
+                  for message in self.zone_label_entities(camera, zone, label)),
+                *(self.subclass_sensor(*key) for key in sorted(self._subclasses)),
+                *(self.coverage_sensor(*key) for key in sorted(self._coverage))]
 
 
 class Debounce:
@@ -258,6 +292,14 @@ class Announcer:
     def new_tracking_entities(self, camera: str, zones: dict[str, list[str]]) -> list[tuple[str, bytes]]:
         with self._lock:
             return self.discovery.new_tracking_entities(camera, zones)
+
+    def new_subclass_sensors(self, camera: str, pairs: list[tuple[str, str]]) -> list[tuple[str, bytes]]:
+        with self._lock:
+            return self.discovery.new_subclass_sensors(camera, pairs)
+
+    def new_coverage_sensors(self, camera: str, pairs: list[tuple[str, str]]) -> list[tuple[str, bytes]]:
+        with self._lock:
+            return self.discovery.new_coverage_sensors(camera, pairs)
 
     def send(self, messages: list[tuple[str, bytes]]) -> None:
         for topic, config in messages:

@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 
 import msgspec
 import paho.mqtt.client as mqtt
@@ -37,10 +37,12 @@ from edged.publish.events import EventPublisher
 from edged.publish.homeassistant import Announcer, Discovery
 from edged.publish.payloads import (SCHEMA_VERSION, DetectionsPayload, FrameSize, MqttLink, State, Stats,
                                     StatusPayload, encode, iso_utc)
+from edged.publish.segments import SegmentPublisher
 from edged.publish.settings import MqttSettings, PublishSettings
 from edged.publish.topics import Topics, check_camera, check_level, check_room, check_topic_name
+from edged.segment.areas import Segmented
 from edged.track.events import TrackUpdate
-from edged.types import Detection, Frame
+from edged.types import Detection, Frame, Subclass
 
 log = logging.getLogger("edged.mqtt")
 REPUBLISH_DELAY_S = 1.0
@@ -57,7 +59,9 @@ class Publisher:
     """Publishes one device's topics; the constructor checks every setting before anything is sent."""
 
     def __init__(self, mqtt_settings: MqttSettings, publish: PublishSettings, *, device_id: str, version: str,
-                 environ: dict[str, str] | None = None, cameras: Iterable[str] = (), run_id: str = ""):
+                 environ: dict[str, str] | None = None, cameras: Iterable[str] = (), run_id: str = "",
+                 subclass_counts: Mapping[str, Collection[str]] | None = None):
+        """`subclass_counts`: camera → the labels whose second-stage subclasses are counted."""
         check_level(device_id, "device id")
         self._topics = Topics(publish.topic_prefix, device_id)
         check_topic_name(publish.homeassistant.prefix, "publish.homeassistant.prefix")
@@ -96,6 +100,11 @@ class Publisher:
         self._events = EventPublisher(publish.events, self._topics, device_id=device_id,
                                       send=self._send_tracking, announcer=self._homeassistant,
                                       initial_labels=publish.homeassistant.labels)
+        self._segments = SegmentPublisher(self._topics, device_id=device_id, run_id=run_id,
+                                          send=self._send_tracking, announcer=self._homeassistant,
+                                          quality=publish.snapshot.quality)
+        self._subclass_counts = {camera: frozenset(labels)
+                                 for camera, labels in (subclass_counts or {}).items()}
 
     @property
     def topics(self) -> Topics:
@@ -221,6 +230,9 @@ class Publisher:
         """Detections (per the mode), changed per-label counts, HA sensors for new labels, snapshot."""
         now, mono = time.time(), time.monotonic()
         counts = Counter(detection.label for detection in detections)
+        counted = self._subclass_counts.get(camera, frozenset())
+        subclasses = Counter((d.label, d.subclass.label) for d in detections
+                             if d.subclass is not None and d.label in counted)
         connected = self.connected
         with self._lock:
             state = self._cameras.get(camera)
@@ -229,6 +241,7 @@ class Publisher:
                 state = self._cameras[camera] = CameraCadence()
             previous = dict(state.counts)
             changes = state.count_changes(counts)
+            subclass_changes = state.subclass_changes(subclasses)
             send_detections = state.wants_detections(self._settings.detections, counts, mono)
             snapshot = (connected and frame.image is not None
                         and state.wants_snapshot(self._settings.snapshot, counts, previous, mono))
@@ -243,14 +256,25 @@ class Publisher:
         if connected:
             for label, count in changes.items():
                 self._send_count(camera, label, count)
+            for (label, subclass), count in subclass_changes.items():
+                self._send_count(camera, label, count, subclass)
             if self._homeassistant is not None:
                 self._homeassistant.send(self._homeassistant.new_sensors(camera, list(counts)))
+                self._homeassistant.send(self._homeassistant.new_subclass_sensors(camera, list(subclasses)))
             if snapshot:
                 self._send_snapshot(camera, frame, detections, captions)
 
-    def publish_tracking(self, camera: str, frame: Frame | None, update: TrackUpdate) -> None:
-        """Events, best snapshots, zone occupancy (edged/publish/events.py); frame None when stopping."""
-        self._events.publish(camera, update, frame, connected=self.connected)
+    def publish_tracking(self, camera: str, frame: Frame | None, update: TrackUpdate,
+                         subclasses: Mapping[int, Subclass] | None = None) -> None:
+        """Events, best snapshots, zone occupancy (edged/publish/events.py); frame None when stopping.
+        `subclasses`: track id → its second-stage subclass, carried by its events."""
+        self._events.publish(camera, update, frame, connected=self.connected, subclasses=subclasses)
+
+    def publish_segments(self, camera: str, frame: Frame, segmented: Segmented, *, min_change: float = 0.01,
+                         snapshot: bool = True) -> None:
+        """`…/segments`, changed zone coverage, the overlay snapshot (edged/publish/segments.py)."""
+        self._segments.publish(camera, frame, segmented, connected=self.connected, min_change=min_change,
+                               snapshot=snapshot)
 
     def _send_tracking(self, topic: str, payload: bytes, *, retain: bool, kind: str | None,
                        content_type: str = "application/json", user: tuple[tuple[str, str], ...] = ()) -> None:
@@ -260,8 +284,10 @@ class Publisher:
             properties.UserProperty = list(user)  # paho appends to any user property already set
         self._send(topic, payload, qos=self._state_qos, retain=retain, properties=properties)
 
-    def _send_count(self, camera: str, label: str, count: int) -> None:
-        self._send(self._topics.count(camera, label), str(count).encode(), qos=self._state_qos, retain=True,
+    def _send_count(self, camera: str, label: str, count: int, subclass: str | None = None) -> None:
+        topic = self._topics.count(camera, label) if subclass is None else \
+            self._topics.subclass_count(camera, label, subclass)
+        self._send(topic, str(count).encode(), qos=self._state_qos, retain=True,
                    properties=self._properties(edged_schema("count"), expires=False))
 
     def _send_config(self, topic: str, config: bytes) -> None:
@@ -312,11 +338,13 @@ class Publisher:
     def _send_state(self) -> None:
         self._send_status()
         with self._lock:
-            counts = [(camera, label, count) for camera, state in self._cameras.items()
+            counts = [(camera, label, count, None) for camera, state in self._cameras.items()
                       for label, count in state.counts.items()]
-        for camera, label, count in counts:
-            self._send_count(camera, label, count)
-        for topic, payload, kind in self._events.state_messages():
+            counts += [(camera, label, count, subclass) for camera, state in self._cameras.items()
+                       for (label, subclass), count in state.subclasses.items()]
+        for camera, label, count, subclass in counts:
+            self._send_count(camera, label, count, subclass)
+        for topic, payload, kind in [*self._events.state_messages(), *self._segments.state_messages()]:
             self._send_tracking(topic, payload, retain=True, kind=kind)
 
     def _reannounce(self) -> None:

@@ -9,6 +9,7 @@ the masks are kept per size and rebuilt only when it does.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -45,3 +46,16 @@ class ZoneAreas:
 
 def rounded(shares: dict[str, float]) -> dict[str, float]:
     return {label: round(share, DECIMALS) for label, share in shares.items()}
+
+
+@dataclass(frozen=True)
+class Segmented:
+    """One frame's segmentation as the publisher needs it: the shares, and the class map for the overlay."""
+
+    areas: dict[str, float]  # label → share of the picture
+    zones: dict[str, dict[str, float]]  # zone → label → share of the zone
+    ids: np.ndarray  # class map at the picture's size
+    labels: Sequence[str]
+    inference_ms: float
+    backend: str
+    model: str
