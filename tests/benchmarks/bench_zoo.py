@@ -1,4 +1,5 @@
-"""Benchmark: classify, segment and per-crop classification cost, against the SSD detector's invoke().
+"""Benchmark: classify, segment and per-crop classification cost, against the SSD detector's invoke(); and
+what the second stage costs a worker per frame (frames per second with `[[cameras.classify]]` on vs off).
 
 Run: `python tests/benchmarks/bench_zoo.py [--runs N] [--mirror DIR ...]`. Not collected by pytest.
 Real models (shared/models and its zoo/ folder) on real photos, CPU backend,
@@ -25,6 +26,8 @@ REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared"
 sys.path.insert(0, str(REPO))
 
+from edged.classify.crops import classify_crops  # noqa: E402
+from edged.classify.plan import CropPlan, CropRequest  # noqa: E402
 from edged.detect import fetch  # noqa: E402
 from edged.detect.classifier import Classifier, crop  # noqa: E402
 from edged.detect.detector import Detector  # noqa: E402
@@ -33,6 +36,7 @@ from edged.detect.segmenter import Segmenter  # noqa: E402
 from edged.detect.settings import DEFAULT_MODEL, DetectorSettings, ModelSettings  # noqa: E402
 
 CLASSIFIER, SEGMENTER = "mobilenet_v2_1.0_224_quant", "deeplabv3_mnv2_pascal_quant"
+BIRDS = "mobilenet_v2_1.0_224_inat_bird_quant"
 ZONES = {"left": [(0.0, 0.0), (0.5, 0.0), (0.5, 1.0), (0.0, 1.0)],
          "lawn": [(0.0, 0.6), (1.0, 0.5), (1.0, 1.0), (0.0, 1.0)],
          "gate": [(0.6, 0.1), (0.9, 0.1), (0.9, 0.7), (0.6, 0.7)],
@@ -61,7 +65,7 @@ def main() -> int:
     mirrors = args.mirror or [str(SHARED / "models"), str(SHARED / "images")]
     data = Path(tempfile.mkdtemp(prefix="edged-bench-"))
     with open(os.devnull, "w") as quiet:
-        for _, entry, directory in fetch.plan([DEFAULT_MODEL, CLASSIFIER, SEGMENTER, "samples"], ["cpu"],
+        for _, entry, directory in fetch.plan([DEFAULT_MODEL, CLASSIFIER, SEGMENTER, BIRDS, "samples"], ["cpu"],
                                               models_dir=data / "models", samples_dir=data / "samples"):
             fetch.fetch_file(entry, directory, mirrors, offline=True, progress_stream=quiet)
     pets = np.asarray(Image.open(data / "samples" / "pets.jpg").convert("RGB"))
@@ -104,6 +108,8 @@ def main() -> int:
             lambda: [zone_mask(polygon, width, height) for polygon in ZONES.values()], args.runs)))
         rows.append((f"segment: {len(ZONES)} zones' shares", *timed(
             lambda: zone_shares(ids, masks, segmenter.labels), args.runs)))
+    stage = second_stage(data, [pets, np.asarray(Image.open(SHARED / "images" / "zoo" / "parrot.jpg")
+                                                 .convert("RGB"))], args.runs)
     load_end = os.getloadavg()[0]
     print(f"backend {backend}; {os.cpu_count()} CPUs; load average {load_start:.2f} -> {load_end:.2f}; "
           f"{args.runs} runs; pid priority {os.getpriority(os.PRIO_PROCESS, 0)}")
@@ -111,7 +117,40 @@ def main() -> int:
     print(f"{'step':<52} {'median ms':>10} {'p90 ms':>8} {'vs SSD invoke':>14}")
     for name, median, p90 in rows:
         print(f"{name:<52} {median:>10.3f} {p90:>8.3f} {median / baseline:>13.2f}x")
+    off, on, crops = stage
+    print(f"second stage, a worker's frame (invoke + postprocess [+ crops]) on pets.jpg and parrot.jpg, "
+          f"{crops} crops per pair:")
+    print(f"  classify off {1000 / off:6.1f} fps ({off:.2f} ms per frame)")
+    print(f"  classify on  {1000 / on:6.1f} fps ({on:.2f} ms per frame)   on/off fps ratio {off / on:.2f}")
     return 0
+
+
+def second_stage(data: Path, pictures: list[np.ndarray], runs: int) -> tuple[float, float, int]:
+    """Median ms per frame of what the worker does for a frame, without and with the crops the second
+    stage asks for (dogs → the ImageNet classifier, birds → the iNat bird classifier), same photos."""
+    cpu = {"backend": "cpu", "threads": 1}
+    requests = (CropRequest(CLASSIFIER, "dog", 0.1, 32, 2), CropRequest(BIRDS, "bird", 0.1, 32, 2))
+    with Detector.open(DetectorSettings(**cpu), models_dir=data / "models") as detector, \
+            Classifier.open(ModelSettings(model=CLASSIFIER, **cpu), models_dir=data / "models") as dogs, \
+            Classifier.open(ModelSettings(model=BIRDS, **cpu), models_dir=data / "models") as birds:
+        prepared = [(picture, *detector.prepare(picture)) for picture in pictures]
+        classifiers = {CLASSIFIER: dogs, BIRDS: birds}
+
+        def frames(plan: bool) -> int:
+            crops = 0
+            for picture, tensor, geometry in prepared:
+                found = detector.postprocess(detector.invoke(tensor), geometry)
+                if plan:
+                    height, width = picture.shape[:2]
+                    named = classify_crops(CropPlan(width, height, requests), found, tensor, geometry,
+                                           classifiers)
+                    crops += sum(d.subclass is not None for d in named)
+            return crops
+
+        crops = frames(True)
+        off, _ = timed(lambda: frames(False), runs)
+        on, _ = timed(lambda: frames(True), runs)
+    return off / len(prepared), on / len(prepared), crops
 
 
 if __name__ == "__main__":
