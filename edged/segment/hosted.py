@@ -22,16 +22,19 @@ KIND = "class_map"
 
 
 class ClassMap(msgspec.Struct, frozen=True):
-    """A class map on the wire: rows × columns of `dtype` (numpy's string) as bytes."""
+    """A class map on the wire: rows × columns of `dtype` (numpy's string) as bytes, and the labels of its
+    class ids (the worker fitted them to the model; the parent never loads it)."""
 
     rows: int
     columns: int
     dtype: str
     data: bytes
+    labels: tuple[str, ...]
 
     @classmethod
-    def of(cls, ids: np.ndarray) -> ClassMap:
-        return cls(int(ids.shape[0]), int(ids.shape[1]), ids.dtype.str, np.ascontiguousarray(ids).tobytes())
+    def of(cls, ids: np.ndarray, labels: list[str]) -> ClassMap:
+        return cls(int(ids.shape[0]), int(ids.shape[1]), ids.dtype.str, np.ascontiguousarray(ids).tobytes(),
+                   tuple(labels))
 
     def array(self) -> np.ndarray:
         return np.frombuffer(self.data, dtype=np.dtype(self.dtype)).reshape(self.rows, self.columns)
@@ -52,7 +55,7 @@ class HostedSegmenter:
         return self.segmenter.invoke(tensor)
 
     def postprocess(self, outputs: list[np.ndarray], geometry: Geometry, **_: object) -> ClassMap:
-        return ClassMap.of(self.segmenter.postprocess(outputs))
+        return ClassMap.of(self.segmenter.postprocess(outputs), self.segmenter.labels)
 
     def close(self) -> None:
         self.segmenter.close()
