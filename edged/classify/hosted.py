@@ -37,11 +37,13 @@ class DetectorWithClassifiers:
         return self.detector.invoke(tensor)
 
     def postprocess(self, outputs: list[np.ndarray], geometry: Geometry, *, tensor: np.ndarray | None = None,
-                    plan: CropPlan | None = None) -> list[Detection]:
+                    request: bytes | None = None) -> list[Detection]:
+        """The detections; with a job's request (an encoded CropPlan) and its input tensor, the ones the
+        plan chooses carry their subclass."""
         detections = self.detector.postprocess(outputs, geometry)
-        if plan is None or tensor is None or not detections:
+        if request is None or tensor is None or not detections:
             return detections
-        return classify_crops(plan, detections, tensor, geometry, self.classifiers)
+        return classify_crops(decode_plan(request), detections, tensor, geometry, self.classifiers)
 
     def close(self) -> None:
         for classifier in self.classifiers.values():
@@ -74,6 +76,10 @@ def open_detector_with_classifiers(settings: DetectorSettings, backend: str, cla
     return DetectorWithClassifiers(detector, loaded)
 
 
-def plan_of(request: object) -> CropPlan | None:
-    """A job's extra as the worker receives it (msgpack bytes or None) → its CropPlan."""
-    return msgspec.msgpack.decode(request, type=CropPlan) if isinstance(request, bytes) else None
+def encode_plan(plan: CropPlan) -> bytes:
+    """A CropPlan as it travels with a job (the worker protocol's request)."""
+    return msgspec.msgpack.encode(plan)
+
+
+def decode_plan(request: bytes) -> CropPlan:
+    return msgspec.msgpack.decode(request, type=CropPlan)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from edged.detect.segmentation import to_picture
 from edged.segment.areas import Segmented, ZoneAreas
-from edged.segment.hosted import ClassMap
+from edged.segment.classmap import ClassMap
 from edged.segment.settings import SegmentSettings
 from edged.track.settings import ZoneSettings
 from edged.types import Frame
