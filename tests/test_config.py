@@ -179,7 +179,8 @@ def toml_setting(path: str, value: str) -> str:
     return "\n".join([*lines, f"{key} = {value}", ""])
 
 
-REQUIRED = {"cameras.zones": ['name = "drive"', "polygon = [[0, 0], [1, 0], [1, 1]]"]}
+REQUIRED = {"cameras.zones": ['name = "drive"', "polygon = [[0, 0], [1, 0], [1, 1]]"],
+            "cameras.classify": ['label = "bird"', 'model = "mobilenet_v2_1.0_224_inat_bird_quant"']}
 
 
 FLOAT_KEYS = float_paths(mi.type_info(Config))
