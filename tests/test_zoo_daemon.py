@@ -107,7 +107,7 @@ def test_second_stage_segmenter_camera_and_a_killed_worker_with_two_models(zoo_d
     feeder = detections_of(subscriber, "feeder")[-1]["detections"]
     birds = [d for d in feeder if d["label"] == "bird"]
     assert len(birds) == 1 and birds[0]["subclass"]["label"] == MACAW
-    assert birds[0]["subclass"]["score"] == pytest.approx(0.81, abs=0.05)
+    assert 0.6 < birds[0]["subclass"]["score"] < 0.9
     assert all("subclass" not in d for m in detections_of(subscriber, "tiny") for d in m["detections"])
     count = subscriber.wait_topic(f"{PREFIX}/feeder/bird/Ara_macao_(Scarlet_Macaw)")[-1]
     assert count.payload == b"1"

@@ -3,7 +3,7 @@
 The crops come from the detector's input tensor, already in the worker's
 shared memory: no second frame crosses the process boundary, and a 300×300
 input still gives a bird that fills a third of the picture a 100-pixel crop
-(Ara macao 0.81 on parrot.jpg, 0.84 from the full-size picture). Letterbox
+(Ara macao 0.73 on parrot.jpg, 0.84 from the full-size picture). Letterbox
 padding is cut off first, so the detection boxes (normalized to the picture)
 map onto the tensor's content.
 """

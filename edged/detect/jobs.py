@@ -1,7 +1,9 @@
 """The worker protocol's shared vocabulary: what a loaded worker reports, what a job returns.
 
-Parent → child:  ("slots", model, count, shape, dtype) + the block's memfd   once per model, after "ready"
-                 ("run", model, slot)    the job number and metadata are in the slot's header
+Parent → child:  ("init", settings, backend, log level, opener, sys.path, opener args)   first
+                 ("slots", model, count, shape, dtype) + the block's memfd   once per model, after "ready"
+                 ("run", model, slot[, request])   the job number and metadata are in the slot's header;
+                                                   `request`: bytes for the hosted model's postprocess
                  ("stop",)
 Child → parent:  ("ready", WorkerInfo) | ("error", exit code, message)
                  ("done", model, slot, job, kind, payload, started_ns, invoked_ns, ended_ns)
@@ -10,9 +12,11 @@ Child → parent:  ("ready", WorkerInfo) | ("error", exit code, message)
 Jobs are addressed to a model key inside the worker; results come back as
 encoded payloads tagged with their kind, decoded by kind in the parent and
 matched to their job by number (WorkerResult carries the model key and kind).
-Today the one model is the detector ("detections"); a classifier on crops
-would be another key with its own slot block and another kind (a decoder here,
-an entry in serve.POSTPROCESS in the child), not another protocol.
+The worker hosts what its opener returns: a detector ("detections"), a
+detector with a second stage's classifiers (edged/classify/hosted.py: a job's
+request is the CropPlan, the classifiers run on crops of the job's own input,
+the result is still "detections", with subclasses), or a segmenter
+(edged/segment/hosted.py: "class_map").
 """
 
 from __future__ import annotations
@@ -24,10 +28,13 @@ import msgspec
 
 from edged.detect.preprocess import InputSpec
 from edged.errors import EdgedError
+from edged.segment.classmap import KIND as CLASS_MAP
+from edged.segment.classmap import ClassMap
 from edged.types import Detection
 
-DETECTOR = "detector"  # the model key of the detector inside a worker
-DECODERS: dict[str, msgspec.msgpack.Decoder] = {"detections": msgspec.msgpack.Decoder(list[Detection])}
+DETECTOR = "detector"  # the model key of the hosted model inside a worker
+DECODERS: dict[str, msgspec.msgpack.Decoder] = {"detections": msgspec.msgpack.Decoder(list[Detection]),
+                                                CLASS_MAP: msgspec.msgpack.Decoder(ClassMap)}
 
 
 @dataclass(frozen=True)

@@ -39,12 +39,20 @@ def open_detector(settings: DetectorSettings, backend: str) -> Any:
     return Detector.open(settings, backend=backend)
 
 
-def _detections(model: Any, outputs: Any, meta: tuple[float, ...]) -> Any:
-    return model.postprocess(outputs, Geometry(meta[0], meta[1]))
+def _postprocess(model: Any, outputs: Any, meta: tuple[float, ...], tensor: Any, request: bytes | None
+                 ) -> Any:
+    """The hosted model's own postprocess; a job's request (a second stage's CropPlan) goes to it with the
+    input tensor the job brought, so crops need no second transfer."""
+    geometry = Geometry(meta[0], meta[1])
+    if request is None:
+        return model.postprocess(outputs, geometry)
+    return model.postprocess(outputs, geometry, tensor=tensor, request=request)
 
 
-# kind → how a model's raw outputs and its slot's four floats become that kind's payload
-POSTPROCESS: dict[str, Callable[[Any, Any, tuple[float, ...]], Any]] = {"detections": _detections}
+# kind → how a model's raw outputs, its slot's four floats, its input and the job's request become that kind's
+# payload: detections (with subclasses when a request asks), a segmenter's class map (edged/segment/hosted.py)
+POSTPROCESS: dict[str, Callable[[Any, Any, tuple[float, ...], Any, bytes | None], Any]] = {
+    "detections": _postprocess, "class_map": _postprocess}
 
 
 def main() -> None:
@@ -55,7 +63,7 @@ def main() -> None:
     faulthandler.enable()
     conn = multiprocessing.connection.Connection(int(sys.argv[1]))
     try:
-        _, settings, backend, log_level, opener_path, path = conn.recv()
+        _, settings, backend, log_level, opener_path, path, opener_args = conn.recv()
     except (EOFError, OSError):
         return
     sys.path[:] = path  # the parent's: an opener from a benchmark script imports as it does there
@@ -63,26 +71,28 @@ def main() -> None:
     from edged.service.journal import make_handler
 
     logging.basicConfig(level=log_level, handlers=[make_handler(device_id="")])
-    serve(conn, settings, backend, opener)
+    serve(conn, settings, backend, opener, opener_args)
 
 
-def _importable(path: str) -> Callable[[DetectorSettings, str], Any]:
+def _importable(path: str) -> Callable[..., Any]:
     module, _, name = path.partition(":")
     return getattr(importlib.import_module(module), name)
 
 
 def serve(conn: multiprocessing.connection.Connection, settings: DetectorSettings, backend: str,
-          opener: Callable[[DetectorSettings, str], Any]) -> None:
-    """Load, report, then run jobs until told to stop (protocol: edged/detect/jobs.py)."""
+          opener: Callable[..., Any], opener_args: tuple = ()) -> None:
+    """Load, report, then run jobs until told to stop (protocol: edged/detect/jobs.py). `opener_args` follow
+    the settings and backend (the classifiers of a second stage, a segmenter's model)."""
     try:
-        model = opener(settings, backend)
+        model = opener(settings, backend, *opener_args)
     except EdgedError as exc:
         conn.send(("error", exc.exit_code, str(exc)))
         return
     conn.send(("ready", WorkerInfo(pid=os.getpid(), backend=model.backend_name,
                                    model=model.model_name, runtime=model.runtime, input_spec=model.input_spec,
                                    fallback_reason=model.fallback_reason)))
-    models: dict[str, tuple[Any, str]] = {DETECTOR: (model, "detections")}  # key → (model, result kind)
+    # key → (model, result kind); a hosted model that is not a detector names its kind (a segmenter's)
+    models: dict[str, tuple[Any, str]] = {DETECTOR: (model, getattr(model, "result_kind", "detections"))}
     encoder = msgspec.msgpack.Encoder()
     blocks: dict[str, SlotBlock] = {}
     try:
@@ -97,7 +107,8 @@ def serve(conn: multiprocessing.connection.Connection, settings: DetectorSetting
                 _, key, count, shape, dtype = message
                 blocks[key] = SlotBlock(multiprocessing.reduction.recv_handle(conn), count, shape, dtype)
                 continue
-            _, key, slot = message
+            _, key, slot, *extra = message
+            request = extra[0] if extra else None
             block = blocks[key]
             block.lock()
             try:
@@ -107,9 +118,10 @@ def serve(conn: multiprocessing.connection.Connection, settings: DetectorSetting
             hosted, kind = models[key]
             started = time.monotonic_ns()
             try:
-                outputs = hosted.invoke(block.tensor(slot))
+                tensor = block.tensor(slot)
+                outputs = hosted.invoke(tensor)
                 invoked = time.monotonic_ns()
-                result = POSTPROCESS[kind](hosted, outputs, meta)
+                result = POSTPROCESS[kind](hosted, outputs, meta, tensor, request)
             except Exception as exc:  # a runtime error in invoke: report it, the parent replaces us
                 conn.send(("failed", key, slot, job, f"{type(exc).__name__}: {exc}"))
                 return

@@ -54,7 +54,9 @@ class InferenceWorker:
     """
 
     def __init__(self, settings: DetectorSettings, backend: str, *, device: str | None = None, slots: int = 2,
-                 name: str = "", opener: str = DEFAULT_OPENER) -> None:
+                 name: str = "", opener: str = DEFAULT_OPENER, opener_args: tuple = ()) -> None:
+        """`opener`: "module:function" the child loads its model with, called as (settings, backend,
+        *opener_args) — a second stage's classifiers, a segmenter's model name."""
         if device is not None:
             settings = msgspec.structs.replace(settings, edgetpu_device=device)
         self.settings = settings
@@ -63,6 +65,7 @@ class InferenceWorker:
         self.info: WorkerInfo | None = None
         self._slots = slots
         self._opener = opener
+        self._opener_args = tuple(opener_args)
         self._process: ChildProcess | None = None
         self._conn: multiprocessing.connection.Connection | None = None
         self._table: JobTable | None = None  # the jobs in its input slots, once it is loaded
@@ -82,7 +85,7 @@ class InferenceWorker:
                                           str(theirs.fileno()), self.name], theirs.fileno())
         self._conn = multiprocessing.connection.Connection(ours.detach())
         self._send(("init", self.settings, self.requested_backend, logging.getLogger().level, self._opener,
-                    sys.path))
+                    sys.path, self._opener_args))
 
     def wait_ready(self, timeout: float = START_TIMEOUT_SECONDS) -> WorkerInfo:
         """Wait until the model is loaded; WorkerStartError/WorkerFailed when it is not."""
@@ -156,8 +159,9 @@ class InferenceWorker:
         return self._table is not None and self._table.has_queued(stream)
 
     def submit(self, tensor: np.ndarray, geometry: Geometry, *, seq: int, tag: object = None,
-               stream: str = "") -> bool:
-        """Queue one input in a free slot; False when every slot is taken. WorkerFailed if it died idle."""
+               stream: str = "", request: bytes | None = None) -> bool:
+        """Queue one input in a free slot; False when every slot is taken. WorkerFailed if it died idle.
+        `request` goes with the job to the hosted model's postprocess (a second stage's CropPlan)."""
         table = self._table
         if table is None:
             raise WorkerFailed("worker is not running")
@@ -167,7 +171,7 @@ class InferenceWorker:
             return False
         number, slot = placed
         try:
-            self._send(("run", DETECTOR, slot))
+            self._send(("run", DETECTOR, slot) if request is None else ("run", DETECTOR, slot, request))
         except WorkerFailed:
             table.cancel(number)
             raise

@@ -43,7 +43,8 @@ class Inference(Supervision):
 
     def __init__(self, settings: DetectorSettings, *, frame_timeout: float = 10.0, cpu_standby: bool = True,
                  on_change: Callable[[], None] = lambda: None, slots: int = 2,
-                 opener: str = DEFAULT_OPENER) -> None:
+                 opener: str = DEFAULT_OPENER, opener_args: tuple = ()) -> None:
+        """`opener`, `opener_args`: what the workers host (see edged/detect/worker.py)."""
         self.settings = settings
         self.mode = settings.backend
         self.frame_timeout = frame_timeout
@@ -51,6 +52,7 @@ class Inference(Supervision):
         self._on_change = on_change
         self._slots = slots
         self._opener = opener
+        self._opener_args = tuple(opener_args)
         self._root = Path(settings.hardware_root)
         self._plan = LanePlan(settings)
         self._lock = threading.RLock()
@@ -118,8 +120,9 @@ class Inference(Supervision):
         return has_room(self._accepting(), stream, live)
 
     def place(self, tensor: np.ndarray, geometry: Geometry, *, seq: int, tag: object, stream: str,
-              live: bool) -> Placement:
-        return place(self._accepting(), tensor, geometry, seq=seq, tag=tag, stream=stream, live=live)
+              live: bool, request: bytes | None = None) -> Placement:
+        return place(self._accepting(), tensor, geometry, seq=seq, tag=tag, stream=stream, live=live,
+                     request=request)
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     def start(self) -> WorkerInfo:

@@ -113,13 +113,14 @@ def has_room(lanes: list[Lane], stream: str, live: bool) -> bool:
 
 
 def place(lanes: list[Lane], tensor: np.ndarray, geometry: Geometry, *, seq: int, tag: object, stream: str,
-          live: bool) -> Placement:
-    """Hand a job to the least-loaded lane; a live camera's frame may replace its own queued one instead."""
+          live: bool, request: bytes | None = None) -> Placement:
+    """Hand a job to the least-loaded lane; a live camera's frame may replace its own queued one instead
+    (keeping the queued job's request: the same camera's, a frame apart)."""
     free = [lane for lane in lanes if lane.worker.free_slots]
     if free:
         lane = min(free, key=lambda candidate: (candidate.worker.outstanding, candidate.last_given))
         try:
-            if lane.worker.submit(tensor, geometry, seq=seq, tag=tag, stream=stream):
+            if lane.worker.submit(tensor, geometry, seq=seq, tag=tag, stream=stream, request=request):
                 lane.last_given = time.monotonic()
                 return Placement(True)
         except WorkerFailed as exc:  # died between jobs: its reader reports it and the lane goes

@@ -38,6 +38,7 @@ class Supervision:
     cpu_standby: bool
     _slots: int
     _opener: str
+    _opener_args: tuple
     _root: Path
     _plan: LanePlan
     _lock: threading.RLock
@@ -53,7 +54,8 @@ class Supervision:
     def _worker(self, name: str) -> InferenceWorker:
         kind, _, device = name.partition(":")
         return InferenceWorker(self.settings, kind, device=device if kind == "edgetpu" else None,
-                               slots=self._slots, name=name, opener=self._opener)
+                               slots=self._slots, name=name, opener=self._opener,
+                               opener_args=self._opener_args)
 
     def _add_lane(self, worker: InferenceWorker, *, accepting: bool = True) -> Lane:
         lane = Lane(worker.name, worker.name.partition(":")[0], worker, frame_timeout=self.frame_timeout,
