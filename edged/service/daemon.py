@@ -36,6 +36,7 @@ from edged.service.journal import setup_logging
 from edged.service.preflight import check_config
 from edged.service.recording import Recording
 from edged.service.runtime import Runtime, StartCancelled, make_publisher, start_runtime
+from edged.service.stages import worker_opener
 from edged.service.tracking import detector_settings
 from edged.service.systemd import Notifier, Watchdog
 from edged.sources.base import FrameNumbers
@@ -49,10 +50,12 @@ DEFAULT_HOST, DEFAULT_PORT = "::1", 1883
 
 
 def same_inference(old: Config, new: Config) -> bool:
-    """The running workers serve the new config as they are: keep them (no model reload)."""
+    """The running workers serve the new config as they are: keep them (no model reload). They host the
+    second stages' classifiers too, so a change of those reloads them."""
     keys = ("frame_timeout_seconds", "cpu_standby")
     same_service = all(getattr(old.service, key) == getattr(new.service, key) for key in keys)
-    return detector_settings(old) == detector_settings(new) and same_service
+    return detector_settings(old) == detector_settings(new) and same_service and \
+        worker_opener(old) == worker_opener(new)
 
 
 class Daemon:
@@ -134,6 +137,7 @@ class Daemon:
                                 state=runtime.inference.state, accelerators=runtime.inference.accelerators)
         self._state_changed(runtime)
         runtime.pipeline.start()
+        runtime.segments.start()
 
     def _loop(self) -> None:
         assert self.runtime is not None
@@ -174,10 +178,12 @@ class Daemon:
         if runtime is not None:
             log.info("stopping: finishing the frame in flight")
             runtime.pipeline.stop(timeout=max(0.5, deadline - time.monotonic() - 1.5))
+            runtime.segments.stop(timeout=max(0.2, min(1.0, deadline - time.monotonic() - 1.5)))
             runtime.end_events("stopped")
             runtime.recording.close(timeout=max(0.2, min(2.0, deadline - time.monotonic() - 1.5)))
             runtime.publisher.stop(timeout=max(0.5, deadline - time.monotonic() - 0.5))
             runtime.inference.close()
+            runtime.segments.close()
         if self.broker is not None:
             self.broker.close()
             self.broker = None
@@ -248,6 +254,8 @@ class Daemon:
             return
         log.info("reload: applying the new configuration")
         old.pipeline.stop(timeout=2.0)
+        old.segments.stop(timeout=1.0)
+        old.segments.close()  # segmenter workers are rebuilt with each configuration
         old.end_events("reload")
         inference = old.inference if same_inference(old.config, new) else None
         if inference is None:
@@ -272,5 +280,6 @@ class Daemon:
             self.runtime = runtime
             self._state_changed(runtime)
             runtime.pipeline.start()
+            runtime.segments.start()
         self.config = new
         self.notifier.ready(runtime.status_line())

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -49,6 +49,15 @@ class CameraRun:
     keep_image: bool = True  # False: drop the full picture once the model input is made (no snapshots)
 
 
+@dataclass(frozen=True)
+class FedCamera:
+    """A camera whose frames another pipeline hands over (`offer`) instead of a capture thread of this one:
+    a segmenter beside the detector. Treated as live: a newer frame replaces one not yet taken."""
+
+    name: str
+    resize: Literal["stretch", "letterbox"]
+
+
 class FramePublisher(Protocol):
     def __call__(self, frame: Frame, result: WorkerResult, backend: str, model: str) -> None: ...
 
@@ -56,20 +65,24 @@ class FramePublisher(Protocol):
 class Pipeline:
     def __init__(self, cameras: list[CameraRun], inference: Inference, publish: FramePublisher, *,
                  stats: PipelineStats, alive: Callable[[], object] = lambda: None,
-                 reconnect: tuple[float, float] = (0.5, 30.0)) -> None:
+                 reconnect: tuple[float, float] = (0.5, 30.0), fed: Sequence[FedCamera] = (),
+                 requests: Callable[[Frame], bytes | None] | None = None) -> None:
+        """`requests`: what goes with each frame's job to the hosted model (a second stage's CropPlan)."""
         self.inference = inference
         self.stats = stats
         self._publish = publish
         self._alive = alive  # called when a frame completed the pipeline: the systemd watchdog
         self._frames: LatestSlots[Frame] = LatestSlots(on_drop=lambda camera, _: stats.add_dropped(camera))
-        self._live = {run.source.camera: run.source.live for run in cameras}
+        self._live = {run.source.camera: run.source.live for run in cameras} | {c.name: True for c in fed}
+        self._requests = requests
         self._order: CaptureOrder[Outcome] = CaptureOrder(self._live, on_drop=stats.add_dropped)
         self._stop_capture = threading.Event()
         self._stop_dispatch = threading.Event()
         self._abandon = threading.Event()  # stop gave up waiting for the jobs in flight
         self._holding = False  # the dispatcher holds a file frame until a worker has room
-        self._resize = {run.source.camera: run.resize for run in cameras}
-        self._keep_image = {run.source.camera: run.keep_image for run in cameras}
+        self._resize = {run.source.camera: run.resize for run in cameras} | {c.name: c.resize for c in fed}
+        self._keep_image = {run.source.camera: run.keep_image for run in cameras} | dict.fromkeys(
+            (c.name for c in fed), True)
         self.captures = [
             CaptureLoop(run.source, fps=run.fps, slots=self._frames, prepare=self._prepare,
                         model_size=self._model_size, stats=stats, backoff=Backoff(*reconnect),
@@ -81,6 +94,10 @@ class Pipeline:
         self.dispatched = 0  # frames handed to a worker (and not replaced there by a newer one)
         self.replaced = 0  # live frames replaced in a worker's slot by a newer one before they started
         self.frames_lost = 0  # frames lost in flight to a failing worker
+
+    def offer(self, frame: Frame) -> None:
+        """A fed camera's frame (with its full picture; the model input is made here): latest wins."""
+        self._frames.put(frame.source, frame)
 
     def idle(self) -> bool:
         """No frame waiting for or inside inference or publishing."""
@@ -170,8 +187,9 @@ class Pipeline:
     def _dispatch(self, camera: str, frame: Frame) -> bool:
         assert frame.tensor is not None
         entry: Entry[Outcome] = self._order.add(frame)
+        request = self._requests(frame) if self._requests is not None else None
         placement = self.inference.place(frame.tensor, frame.geometry, seq=frame.seq, tag=entry,
-                                         stream=camera, live=self._live[camera])
+                                         stream=camera, live=self._live[camera], request=request)
         if not placement.placed:
             self._order.withdraw(entry)
             return False

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from edged import __version__
 from edged.config import CameraConfig, Config
@@ -25,6 +25,8 @@ from edged.publish.publisher import Publisher
 from edged.service.inference import Inference
 from edged.service.pipeline import CameraRun, Pipeline
 from edged.service.recording import Recording
+from edged.service.stages import (SecondStages, Segments, detects, start_segments, subclass_counts,
+                                  worker_opener)
 from edged.service.stats import PipelineStats
 from edged.service.tracking import Tracking, captions, detector_settings
 from edged.sources.base import FrameNumbers, Source, SourceError
@@ -41,7 +43,8 @@ class StartCancelled(Exception):
 def make_publisher(config: Config, *, run_id: str = "") -> Publisher:
     """Checks broker URLs, TLS files, credentials and camera names (ConfigError) before anything is sent."""
     return Publisher(config.mqtt, config.publish, device_id=config.device_id, version=__version__,
-                     cameras=[camera.name for camera in config.cameras], run_id=run_id)
+                     cameras=[camera.name for camera in config.cameras], run_id=run_id,
+                     subclass_counts=subclass_counts(config))
 
 
 def make_sources(config: Config, numbers: dict[str, FrameNumbers]) -> list[Source]:
@@ -107,12 +110,15 @@ class Runtime:
     stats: PipelineStats
     tracking: Tracking
     recording: Recording
+    second: SecondStages | None = None  # the cameras' second stages ([[cameras.classify]])
+    segments: Segments = field(default_factory=lambda: Segments([], {}, {}))  # the segmenter cameras
 
     def end_events(self, reason: str) -> None:
         """Close every open event (edged stopping, configuration replaced): ends and zone counts at 0 are
         published. Call after the pipeline stopped, before the publisher does."""
         for camera, update in self.tracking.close(reason).items():
-            self.publisher.publish_tracking(camera, None, update)
+            subclasses = self.second.subclasses(camera) if self.second is not None else None
+            self.publisher.publish_tracking(camera, None, update, subclasses)
 
     @property
     def model(self) -> str:
@@ -122,7 +128,7 @@ class Runtime:
     def health(self) -> str | None:
         """None while every stage runs; else one line saying which one does not (the daemon exits 70)."""
         publisher_health = getattr(self.publisher, "health", None)  # arrives with the MQTT work
-        for check in (self.pipeline.health, publisher_health):
+        for check in (self.pipeline.health, self.segments.health, publisher_health):
             if check is not None and (problem := check()) is not None:
                 return problem
         return None
@@ -155,9 +161,11 @@ def start_runtime(config: Config, *, alive: Callable[[], object],
     stats = PipelineStats(window_seconds=config.publish.stats_interval_seconds)
     reused = inference is not None
     if inference is None:
+        opener, opener_args = worker_opener(config)
         inference = Inference(detector_settings(config),
                               frame_timeout=frame_timeout(config, watchdog_seconds),
-                              cpu_standby=config.service.cpu_standby, on_change=on_change)
+                              cpu_standby=config.service.cpu_standby, on_change=on_change,
+                              opener=opener, opener_args=opener_args)
         inference.start()
     info = inference.info
     try:
@@ -167,28 +175,44 @@ def start_runtime(config: Config, *, alive: Callable[[], object],
         if not reused:
             inference.close()
         raise
+    service = config.service
+    reconnect = (service.reconnect_initial_seconds, service.reconnect_max_seconds)
+    try:
+        timeout = frame_timeout(config, watchdog_seconds)
+        segments = start_segments(config, detector_settings(config), {s.camera: s for s in sources},
+                                  publisher, frame_timeout=timeout, alive=alive, fps_cap=fps_cap,
+                                  reconnect=reconnect)
+    except BaseException:
+        for source in sources:
+            source.close()
+        if not reused:
+            inference.close()
+        raise
 
     tracking = Tracking(config)
     recording = recording or Recording(config)
+    second = SecondStages(config)
 
     def publish(frame: Frame, result: WorkerResult, backend: str, model: str) -> None:
         update = tracking.update(frame, result.detections)
-        detections = tracking.reported(result.detections)  # what passes the configured threshold
+        named = second.annotate(frame, result.detections, update)  # with the second stage's subclasses
+        detections = tracking.reported(named)  # what passes the configured threshold
+        shown = captions(tracking.reported(result.detections), update) if update is not None else None
         publisher.publish_frame(frame.source, frame, detections, inference_ms=result.inference_ms,
-                                backend=backend, model=model,
-                                captions=captions(detections, update) if update is not None else None)
+                                backend=backend, model=model, captions=shown)
         if update is not None:
-            publisher.publish_tracking(frame.source, frame, update)
-        recording.offer(frame, result.detections, update)
+            publisher.publish_tracking(frame.source, frame, update, second.subclasses(frame.source))
+        recording.offer(frame, named, update)
+        segments.offer(frame)
 
     runs = [CameraRun(source, fps_cap(camera, source),
                       config.detector.resize if camera.resize == "default" else camera.resize,
-                      keep_image=camera.snapshot != "none" or recording.records(camera.name))
-            for camera, source in zip(config.cameras, sources)]
+                      keep_image=camera.snapshot != "none" or recording.records(camera.name)
+                      or camera.segment is not None)
+            for camera, source in zip(config.cameras, sources) if detects(camera)]
     for run in runs:
         log.info("camera %s: %s, fps cap %s", run.source.camera, run.source.uri,
                  f"{run.fps:g}" if run.fps else "none")
-    service = config.service
-    pipeline = Pipeline(runs, inference, publish, stats=stats, alive=alive,
-                        reconnect=(service.reconnect_initial_seconds, service.reconnect_max_seconds))
-    return Runtime(config, publisher, inference, pipeline, stats, tracking, recording)
+    pipeline = Pipeline(runs, inference, publish, stats=stats, alive=alive, reconnect=reconnect,
+                        requests=second.request)
+    return Runtime(config, publisher, inference, pipeline, stats, tracking, recording, second, segments)
