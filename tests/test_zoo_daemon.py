@@ -10,6 +10,7 @@ One real daemon (a subprocess, CPU backend) with three cameras on real photos an
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -135,3 +136,21 @@ def test_second_stage_segmenter_camera_and_a_killed_worker_with_two_models(zoo_d
     assert run.process.poll() is None and "killed by SIGKILL" in run.text
     assert assert_valid_payloads(subscriber.messages) > 10
     print(f"recovered; {time.monotonic() - started:.1f} s in all")
+
+
+def test_a_reload_rebuilds_the_segmenter_and_the_second_stage(zoo_daemon, zoo_images: Path, tmp_path: Path):
+    run, subscriber, notify, broker = zoo_daemon
+    notify.wait_for("READY=1", timeout=60)
+    subscriber.wait_topic(f"{PREFIX}/garden/segments")
+    config = tmp_path / "edged.toml"  # the tiny camera now classifies every bird: its subclass appears
+    config.write_text(config_text(zoo_images, broker.port).replace("min_crop_pixels = 400",
+                                                                  "min_crop_pixels = 8"))
+    mark = len(subscriber.messages)
+    run.signal(signal.SIGHUP)
+    run.wait_log("reload: applying the new configuration")
+    notify.wait_for("READY=1", count=2, timeout=30)
+    subscriber.wait_for(lambda ms: any(m.topic == f"{PREFIX}/garden/segments" for m in ms[mark:])
+                        and any("subclass" in d for m in detections_of(subscriber, "tiny", mark)
+                                for d in m["detections"]), timeout=30)
+    assert run.process.poll() is None
+    assert len(re.findall(r"segmenter deeplabv3_mnv2_pascal_quant for camera", run.text)) == 2
