@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 import numpy as np
 
 from edged.classify.crops import classify_crops
-from edged.classify.plan import CropPlan
+from edged.classify.plan import decode_plan
 from edged.detect.classifier import Classifier
 from edged.detect.detector import Detector
 from edged.detect.settings import DetectorSettings, ModelSettings
@@ -74,12 +73,3 @@ def open_detector_with_classifiers(settings: DetectorSettings, backend: str, cla
         detector.close()
         raise
     return DetectorWithClassifiers(detector, loaded)
-
-
-def encode_plan(plan: CropPlan) -> bytes:
-    """A CropPlan as it travels with a job (the worker protocol's request)."""
-    return msgspec.msgpack.encode(plan)
-
-
-def decode_plan(request: bytes) -> CropPlan:
-    return msgspec.msgpack.decode(request, type=CropPlan)

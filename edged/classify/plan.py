@@ -48,3 +48,12 @@ def choose(request: CropRequest, detections: list[Detection], width: int, height
     ]
     wanted.sort(key=lambda index: -detections[index].score)
     return wanted[:request.max_crops]
+
+
+def encode_plan(plan: CropPlan) -> bytes:
+    """A CropPlan as it travels with a job (the worker protocol's request)."""
+    return msgspec.msgpack.encode(plan)
+
+
+def decode_plan(request: bytes) -> CropPlan:
+    return msgspec.msgpack.decode(request, type=CropPlan)

@@ -202,7 +202,7 @@ def start_runtime(config: Config, *, alive: Callable[[], object],
                                 backend=backend, model=model, captions=shown)
         if update is not None:
             publisher.publish_tracking(frame.source, frame, update, second.subclasses(frame.source))
-        recording.offer(frame, named, update)
+        recording.offer(frame, result.detections, update)  # the tracker's own objects: track ids match
         segments.offer(frame)
 
     runs = [CameraRun(source, fps_cap(camera, source),

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from edged.classify.hosted import encode_plan
+from edged.classify.plan import encode_plan
 from edged.classify.stage import SecondStage
 from edged.config import CameraConfig, Config
 from edged.detect.settings import DetectorSettings
