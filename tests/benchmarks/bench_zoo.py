@@ -65,8 +65,9 @@ def main() -> int:
     mirrors = args.mirror or [str(SHARED / "models"), str(SHARED / "images")]
     data = Path(tempfile.mkdtemp(prefix="edged-bench-"))
     with open(os.devnull, "w") as quiet:
-        for _, entry, directory in fetch.plan([DEFAULT_MODEL, CLASSIFIER, SEGMENTER, BIRDS, "samples"],
-                                              ["cpu"], models_dir=data / "models", samples_dir=data / "samples"):
+        models = [DEFAULT_MODEL, CLASSIFIER, SEGMENTER, BIRDS, "samples"]
+        for _, entry, directory in fetch.plan(models, ["cpu"], models_dir=data / "models",
+                                              samples_dir=data / "samples"):
             fetch.fetch_file(entry, directory, mirrors, offline=True, progress_stream=quiet)
     pets = np.asarray(Image.open(data / "samples" / "pets.jpg").convert("RGB"))
     load_start = os.getloadavg()[0]
