@@ -30,7 +30,7 @@ from edged.record.policy import TrackUpdate
 from edged.record.recorder import Recorder
 from edged.record.settings import RecordOverride, RecordSettings
 from edged.types import Detection
-from tests.fixtures.dataset import START
+from tests.fixtures.dataset import START, allocated
 
 MB = 1_000_000
 
@@ -52,17 +52,6 @@ def kept(root: Path) -> list[int]:
     """Sequence numbers of the frames on disk, oldest first."""
     return [int(f.name.split("-")[-1]) for f in sorted(iter_frames(root), key=lambda f: f.record.captured_at)]
 
-
-def allocated(root: Path) -> int:
-    total = 0
-    for path in root.rglob("*"):
-        try:
-            if path.is_file():
-                info = path.stat()
-                total += max(info.st_size, info.st_blocks * 512)
-        except FileNotFoundError:
-            pass  # rotated away while we looked
-    return total
 
 
 def wait_for(condition, timeout: float = 20.0) -> None:

@@ -26,6 +26,7 @@ from PIL import Image
 from edged.dataset.layout import FrameRecord, read_record, sidecars
 from tests.edged_process import REPO, EdgedRun, broker_url
 from tests.fixtures.broker import Subscriber, assert_valid_payloads
+from tests.fixtures.dataset import allocated
 from tests.test_data_dir import mounted, requires_namespaces
 
 DEVICE = "pi-rec"
@@ -43,18 +44,6 @@ def in_band(scores: list[float]) -> bool:
 def captured(record: FrameRecord) -> float:
     return dt.datetime.strptime(record.captured_at, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
 
-
-def allocated(root: Path) -> int:
-    """Bytes the directory takes on disk, like du (what the quota counts)."""
-    total = 0
-    for path in root.rglob("*"):
-        try:
-            if path.is_file():
-                info = path.stat()
-                total += max(info.st_size, info.st_blocks * 512)
-        except FileNotFoundError:  # rotated away while we looked
-            pass
-    return total
 
 
 def stop(run: EdgedRun) -> None:

@@ -56,8 +56,8 @@ class FrameSize(msgspec.Struct):
     height: int
 
 
-class DetectionsPayload(msgspec.Struct, kw_only=True):
-    """`…/<camera>/detections`: what one processed frame contained."""
+class FramePayload(msgspec.Struct, kw_only=True):
+    """What every per-frame message starts with: whose frame, which one, and what ran on it."""
 
     v: Literal[1] = 1
     device: str
@@ -70,6 +70,11 @@ class DetectionsPayload(msgspec.Struct, kw_only=True):
     model: str
     inference_ms: float
     frame: FrameSize
+
+
+class DetectionsPayload(FramePayload, kw_only=True):
+    """`…/<camera>/detections`: what one processed frame contained."""
+
     detections: list[Detection]
 
 
@@ -106,7 +111,7 @@ class EventPayload(msgspec.Struct, kw_only=True):
     subclass: Subclass | None = None  # the track's latest second-stage class (`[[cameras.classify]]`)
 
 
-class SegmentsPayload(msgspec.Struct, kw_only=True):
+class SegmentsPayload(FramePayload, kw_only=True):
     """`…/<camera>/segments`: what share of the picture each class covers, whole and per zone.
 
     `areas`: label → share of all the frame's pixels (largest first, classes
@@ -114,17 +119,6 @@ class SegmentsPayload(msgspec.Struct, kw_only=True):
     pixels whose centres lie inside the zone's polygon.
     """
 
-    v: Literal[1] = 1
-    device: str
-    run_id: str = ""
-    camera: str
-    seq: int
-    captured_at: str
-    published_at: str
-    backend: str
-    model: str
-    inference_ms: float
-    frame: FrameSize
     areas: dict[str, float]
     zones: dict[str, dict[str, float]]
 

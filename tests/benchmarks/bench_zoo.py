@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,12 +25,12 @@ sys.path.insert(0, str(REPO))
 
 from edged.classify.crops import classify_crops  # noqa: E402
 from edged.classify.plan import CropPlan, CropRequest  # noqa: E402
-from edged.detect import fetch  # noqa: E402
 from edged.detect.classifier import Classifier, crop  # noqa: E402
 from edged.detect.detector import Detector  # noqa: E402
 from edged.detect.segmentation import class_shares, to_picture, zone_mask, zone_shares  # noqa: E402
 from edged.detect.segmenter import Segmenter  # noqa: E402
 from edged.detect.settings import DEFAULT_MODEL, DetectorSettings, ModelSettings  # noqa: E402
+from tests.benchmarks.fixtures import fetched, timed_ms  # noqa: E402
 
 CLASSIFIER, SEGMENTER = "mobilenet_v2_1.0_224_quant", "deeplabv3_mnv2_pascal_quant"
 BIRDS = "mobilenet_v2_1.0_224_inat_bird_quant"
@@ -43,51 +40,32 @@ ZONES = {"left": [(0.0, 0.0), (0.5, 0.0), (0.5, 1.0), (0.0, 1.0)],
          "path": [(0.1, 0.0), (0.3, 0.0), (0.9, 1.0), (0.7, 1.0)]}
 
 
-def timed(action, runs: int) -> tuple[float, float]:
-    """(median, 90th percentile) in ms after a few warm-up calls."""
-    for _ in range(3):
-        action()
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter_ns()
-        action()
-        samples.append((time.perf_counter_ns() - start) / 1e6)
-    samples.sort()
-    return statistics.median(samples), samples[int(0.9 * (len(samples) - 1))]
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--mirror", action="append",
                         help="model/photo mirrors (default: ../shared/models and ../shared/images)")
     args = parser.parse_args()
-    mirrors = args.mirror or [str(SHARED / "models"), str(SHARED / "images")]
-    data = Path(tempfile.mkdtemp(prefix="edged-bench-"))
-    with open(os.devnull, "w") as quiet:
-        models = [DEFAULT_MODEL, CLASSIFIER, SEGMENTER, BIRDS, "samples"]
-        for _, entry, directory in fetch.plan(models, ["cpu"], models_dir=data / "models",
-                                              samples_dir=data / "samples"):
-            fetch.fetch_file(entry, directory, mirrors, offline=True, progress_stream=quiet)
+    data = fetched([DEFAULT_MODEL, CLASSIFIER, SEGMENTER, BIRDS, "samples"], ["cpu"], args.mirror)
     pets = np.asarray(Image.open(data / "samples" / "pets.jpg").convert("RGB"))
     load_start = os.getloadavg()[0]
     rows: list[tuple[str, float, float]] = []
     cpu = {"backend": "cpu", "threads": 1}
     with Detector.open(DetectorSettings(**cpu), models_dir=data / "models") as detector:
         tensor, geometry = detector.prepare(pets)
-        baseline, _ = timed(lambda: detector.invoke(tensor), args.runs)
+        baseline, _ = timed_ms(lambda: detector.invoke(tensor), args.runs)
         dogs = [d for d in detector.detect(pets).detections if d.label == "dog"]
         backend = detector.backend_name
     with Classifier.open(ModelSettings(model=CLASSIFIER, **cpu), models_dir=data / "models") as classifier:
         tensor, _ = classifier.prepare(pets)
         outputs = classifier.invoke(tensor)
         rows.append(("classify: prepare (512x430 -> 224x224)",
-                     *timed(lambda: classifier.prepare(pets), args.runs)))
-        rows.append(("classify: invoke", *timed(lambda: classifier.invoke(tensor), args.runs)))
+                     *timed_ms(lambda: classifier.prepare(pets), args.runs)))
+        rows.append(("classify: invoke", *timed_ms(lambda: classifier.invoke(tensor), args.runs)))
         rows.append(("classify: postprocess (top 5 of 1001)",
-                     *timed(lambda: classifier.postprocess(outputs, top=5), args.runs * 10)))
+                     *timed_ms(lambda: classifier.postprocess(outputs, top=5), args.runs * 10)))
         rows.append((f"per crop: crop+prepare+invoke+top-1 ({len(dogs)} dogs)",
-                     *timed(lambda: [classifier.classify(crop(pets, d.box, margin=0.1), top=1) for d in dogs],
+                     *timed_ms(lambda: [classifier.classify(crop(pets, d.box, margin=0.1), top=1) for d in dogs],
                             args.runs)))
         per_crop = rows[-1][1] / max(1, len(dogs)), rows[-1][2] / max(1, len(dogs))
         rows[-1] = (rows[-1][0].replace("per crop", "crops"), rows[-1][1], rows[-1][2])
@@ -99,15 +77,15 @@ def main() -> int:
         ids = to_picture(segmenter.postprocess(outputs), width, height, geometry)
         masks = {name: zone_mask(polygon, width, height) for name, polygon in ZONES.items()}
         rows.append(("segment: prepare (512x430 -> 513x513)",
-                     *timed(lambda: segmenter.prepare(pets), args.runs)))
-        rows.append(("segment: invoke", *timed(lambda: segmenter.invoke(tensor), args.runs)))
-        rows.append(("segment: class map -> picture size", *timed(
+                     *timed_ms(lambda: segmenter.prepare(pets), args.runs)))
+        rows.append(("segment: invoke", *timed_ms(lambda: segmenter.invoke(tensor), args.runs)))
+        rows.append(("segment: class map -> picture size", *timed_ms(
             lambda: to_picture(segmenter.postprocess(outputs), width, height, geometry), args.runs)))
         rows.append(("segment: per-class shares",
-                     *timed(lambda: class_shares(ids, segmenter.labels), args.runs)))
-        rows.append((f"segment: {len(ZONES)} zone masks (once per camera)", *timed(
+                     *timed_ms(lambda: class_shares(ids, segmenter.labels), args.runs)))
+        rows.append((f"segment: {len(ZONES)} zone masks (once per camera)", *timed_ms(
             lambda: [zone_mask(polygon, width, height) for polygon in ZONES.values()], args.runs)))
-        rows.append((f"segment: {len(ZONES)} zones' shares", *timed(
+        rows.append((f"segment: {len(ZONES)} zones' shares", *timed_ms(
             lambda: zone_shares(ids, masks, segmenter.labels), args.runs)))
     stage = second_stage(data, [pets, np.asarray(Image.open(SHARED / "images" / "zoo" / "parrot.jpg")
                                                  .convert("RGB"))], args.runs)
@@ -149,8 +127,8 @@ def second_stage(data: Path, pictures: list[np.ndarray], runs: int) -> tuple[flo
             return crops
 
         crops = frames(True)
-        off, _ = timed(lambda: frames(False), runs)
-        on, _ = timed(lambda: frames(True), runs)
+        off, _ = timed_ms(lambda: frames(False), runs)
+        on, _ = timed_ms(lambda: frames(True), runs)
     return off / len(prepared), on / len(prepared), crops
 
 
