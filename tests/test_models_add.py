@@ -147,7 +147,7 @@ def test_an_added_classifier_classifies_and_detect_refuses_it(data_dir: Path, im
     direct = edged("classify", "--json", "--backend", "cpu", "--model-file", str(model_mirror / CLASSIFIER),
                    "--labels", str(model_mirror / "zoo" / "imagenet_labels.txt"), cat, data_dir=data_dir)
     assert direct.returncode == 0, direct.stderr
-    assert best["label"] == "Egyptian cat" and best == json.loads(direct.stdout)["classes"][0]  # the same model
+    assert best["label"] == "Egyptian cat" and best == json.loads(direct.stdout)["classes"][0]  # same file
     refused = edged("detect", "--model", "birds", cat, data_dir=data_dir)
     assert refused.returncode == EX_DATAERR
     assert error_lines(refused.stderr) == [
