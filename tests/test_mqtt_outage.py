@@ -90,5 +90,6 @@ def test_publisher_killed_leaves_retained_offline(mosquitto):
     late.stop()
     status = retained[0]
     assert status.retain and status.json() == {"state": "offline", "version": "0.0.0-test", "backend": "cpu:test",
-                                               "model": "test-model", "since": None, "run_id": ""}
+                                               "model": "test-model", "since": None, "run_id": "",
+                                               "accelerators": []}
     assert assert_valid_payloads(retained) == len(retained)

@@ -48,24 +48,39 @@ def test_raw_model_with_per_class_nms_keeps_everything_the_op_found(photos):
             assert any(d.label == theirs.label and d.box.iou(theirs.box) >= 0.9 for d in raw[name]), (name, theirs)
 
 
+def same_label_overlaps(detections) -> list[float]:
+    return [a.box.iou(b.box) for i, a in enumerate(detections) for b in detections[i + 1:] if a.label == b.label]
+
+
 def test_stricter_nms_iou_applies_to_both_paths(photos):
-    """nms_iou is a real knob: at 0.3 the two overlapping ties on grace_hopper collapse into one."""
+    """nms_iou is a real knob: at 0.3 same-label boxes on grace_hopper that overlap more than that collapse.
+
+    Which boxes the model gives depends on the resize (OpenCV or Pillow), so the test states the property,
+    not a list: loose NMS leaves a pair overlapping by 0.3-0.6, strict leaves none above 0.3."""
     image = {"grace_hopper.bmp": photos["grace_hopper.bmp"]}
     for variant in ("cpu", "raw"):
-        _, loose = run(DetectorSettings(threshold=0.5, cpu_variant=variant), image)
-        _, strict = run(DetectorSettings(threshold=0.5, cpu_variant=variant, nms_iou=0.3), image)
-        assert [d.label for d in loose["grace_hopper.bmp"]].count("tie") == 2
-        assert [d.label for d in strict["grace_hopper.bmp"]].count("tie") == 1
+        _, loose = run(DetectorSettings(threshold=0.3, cpu_variant=variant), image)
+        _, strict = run(DetectorSettings(threshold=0.3, cpu_variant=variant, nms_iou=0.3), image)
+        loose, strict = loose["grace_hopper.bmp"], strict["grace_hopper.bmp"]
+        assert any(0.3 < iou <= 0.6 + 1e-6 for iou in same_label_overlaps(loose)), (variant, loose)
+        assert all(iou <= 0.3 + 1e-6 for iou in same_label_overlaps(strict)), (variant, strict)
+        assert len(strict) < len(loose) and loose[0] == strict[0], variant  # the best one stays
 
 
 def test_label_filters_and_min_area(photos):
     image = {"grace_hopper.bmp": photos["grace_hopper.bmp"]}
+    _, found = run(DetectorSettings(threshold=0.5), image)
+    found = found["grace_hopper.bmp"]
+    labels = {d.label for d in found}
+    assert {"person", "tie"} <= labels  # the premise
     _, only_ties = run(DetectorSettings(threshold=0.5, allow_labels=["tie"]), image)
     assert {d.label for d in only_ties["grace_hopper.bmp"]} == {"tie"}
     _, no_ties = run(DetectorSettings(threshold=0.5, deny_labels=["tie"]), image)
-    assert {d.label for d in no_ties["grace_hopper.bmp"]} == {"person"}
+    assert {d.label for d in no_ties["grace_hopper.bmp"]} == labels - {"tie"}
+    big_enough = [d for d in found if d.box.area >= 0.1]  # boxes are clipped to the picture already
+    assert 0 < len(big_enough) < len(found)
     _, big = run(DetectorSettings(threshold=0.5, min_area=0.1), image)
-    assert [d.label for d in big["grace_hopper.bmp"]] == ["person"]
+    assert big["grace_hopper.bmp"] == big_enough
     _, one = run(DetectorSettings(threshold=0.3, cpu_variant="raw", max_detections=1), image)
     assert len(one["grace_hopper.bmp"]) == 1
 
