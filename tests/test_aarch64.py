@@ -38,6 +38,7 @@ SHARED = REPO / ".." / "shared"
 SEED = REPO / "deploy" / "edged-seed"
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 PACKAGES = ("python3", "python3-numpy", "libstdc++6", "base-passwd")
+WITHOUT_OPENCV = "import sys; sys.modules['cv2'] = None; from edged.cli import main; sys.exit(main(sys.argv[1:]))"
 RECIPE = "extract+merged-usr+passwd+blas-lapack+pyc/2"  # change with unpack_root: a new cache entry
 TRIPLET = "aarch64-linux-gnu"
 
@@ -163,7 +164,9 @@ def test_aarch64_wheelhouse_installs_and_detects_like_x86(emulation, tmp_path):
     x86_env = {**os.environ, "EDGED_DATA_DIR": str(tmp_path / "x86")}
     subprocess.run([sys.executable, "-m", "edged", "models", "fetch", *mirrors], env=x86_env, check=True,
                    capture_output=True)
-    x86 = subprocess.run([sys.executable, "-m", "edged", "detect", "--json", "--threshold", "0.3",
+    # The card installs edged without OpenCV, so it resizes with Pillow: so must the reference (the two
+    # resizers move scores by a few hundredths, docs/models.md), or the test compares resizers, not machines.
+    x86 = subprocess.run([sys.executable, "-c", WITHOUT_OPENCV, "detect", "--json", "--threshold", "0.3",
                           *(str(tmp_path / "x86" / "samples" / name) for name in images)],
                          env=x86_env, capture_output=True, text=True)
     assert x86.returncode == 0, x86.stderr
