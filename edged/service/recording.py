@@ -25,9 +25,8 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from edged.config import Config
-from edged.errors import ConfigError
 from edged.record.stats import RecordStats
-from edged.service.tracking import model_labels, recorded_tracks
+from edged.service.tracking import model_labels, recorded_tracks, refuse_unknown_labels
 from edged.track.events import TrackUpdate
 from edged.types import Detection, Frame
 
@@ -47,17 +46,10 @@ def recording_key(config: Config) -> tuple[Any, ...]:
 
 def check_record_labels(config: Config) -> None:
     """Every label a recording allow-list names exists in the model (ConfigError naming the key)."""
-    labels = model_labels(config.detector)
-    if labels is None:
-        return
     filters = [("record.labels", config.record.labels)]
     filters += [(f"cameras[{i}].record.labels", camera.record.labels or [])
                 for i, camera in enumerate(config.cameras)]
-    for where, wanted in filters:
-        unknown = [label for label in wanted if label not in labels]
-        if unknown:
-            raise ConfigError(f"{where}: unknown label {unknown[0]!r}: the model {config.detector.model} "
-                              "has no such label (`edged models list` names its labels file)")
+    refuse_unknown_labels(config, filters)
 
 
 class Recording:

@@ -56,16 +56,22 @@ def model_labels(settings: DetectorSettings) -> list[str] | None:
 
 def check_labels(config: Config) -> None:
     """Every label a tracking or zone filter names exists in the model (ConfigError naming the key)."""
-    labels = model_labels(config.detector)
-    if labels is None:
-        return
-    known = set(labels)
     filters = [("tracking.labels", config.tracking.labels)]
     for i, camera in enumerate(config.cameras):
         filters.append((f"cameras[{i}].tracking.labels", config.tracking_for(camera.name).labels))
         filters += [(f"cameras[{i}].zones[{j}].labels", zone.labels) for j, zone in enumerate(camera.zones)]
         filters += [(f"cameras[{i}].classify[{j}].label", [entry.label])
                     for j, entry in enumerate(camera.classify)]
+    refuse_unknown_labels(config, filters)
+
+
+def refuse_unknown_labels(config: Config, filters: list[tuple[str, list[str]]]) -> None:
+    """ConfigError naming the first (key path, label) whose label the model does not have; nothing when
+    the model's labels cannot be read here (the detector then says why at start)."""
+    labels = model_labels(config.detector)
+    if labels is None:
+        return
+    known = set(labels)
     for where, wanted in filters:
         unknown = [label for label in wanted if label not in known]
         if unknown:
