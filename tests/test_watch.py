@@ -84,16 +84,11 @@ def test_plain_lines_for_pipes_and_device_filter(mosquitto):
     assert only_pi2.stdout and all(line.startswith("pi2 ") for line in only_pi2.stdout.splitlines())
 
 
-def test_screen_on_a_terminal(mosquitto):
-    broker = mosquitto()
-    url = f"mqtt://[::1]:{broker.port}"
-    pub = publisher(url)
-    pub.publish_frame("front", frame(1), [PERSON, PERSON], inference_ms=9.0, backend="edgetpu:usb", model="ssd")
-    pub.publish_stats(Stats(backend="edgetpu:usb", model="ssd", fps=7.5))
-    time.sleep(0.3)
+def watch_on_a_terminal(url: str, timeout: str) -> tuple[int, str, str]:
+    """`edged watch` with a pty as its stdout (so it draws its screen): exit code, all it drew, stderr."""
     leader, follower = pty.openpty()
-    process = subprocess.Popen([sys.executable, "-m", "edged", "watch", "--broker", url, "--timeout", "2"], cwd=REPO,
-                               stdout=follower, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    process = subprocess.Popen([sys.executable, "-m", "edged", "watch", "--broker", url, "--timeout", timeout],
+                               cwd=REPO, stdout=follower, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     os.close(follower)
     screen = b""
     while True:
@@ -105,10 +100,20 @@ def test_screen_on_a_terminal(mosquitto):
         if not chunk:
             break
         screen += chunk
-    process.wait(10)
+    code = process.wait(10)
     os.close(leader)
+    return code, screen.decode(errors="replace"), process.stderr.read().decode(errors="replace")
+
+
+def test_screen_on_a_terminal(mosquitto):
+    broker = mosquitto()
+    url = f"mqtt://[::1]:{broker.port}"
+    pub = publisher(url)
+    pub.publish_frame("front", frame(1), [PERSON, PERSON], inference_ms=9.0, backend="edgetpu:usb", model="ssd")
+    pub.publish_stats(Stats(backend="edgetpu:usb", model="ssd", fps=7.5))
+    time.sleep(0.3)
+    code, text, _ = watch_on_a_terminal(url, "2")
     pub.stop()
-    text = screen.decode(errors="replace")
     assert "\x1b[H\x1b[2J" in text  # redrawn, not scrolled
     last = text.rsplit("\x1b[H\x1b[2J", 1)[1]
     assert "pi1  ONLINE  backend edgetpu:usb" in last and "front: person 2" in last
@@ -216,23 +221,8 @@ def test_hostile_payloads_are_escaped_and_invalid_ones_shown_as_such(mosquitto):
 
 def test_the_screen_carries_no_escape_sequence_but_its_own(mosquitto):
     url = hostile_broker(mosquitto)
-    leader, follower = pty.openpty()
-    process = subprocess.Popen([sys.executable, "-m", "edged", "watch", "--broker", url, "--timeout", "1.5"],
-                               cwd=REPO, stdout=follower, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    os.close(follower)
-    screen = b""
-    while True:
-        ready, _, _ = select.select([leader], [], [], 5)
-        try:
-            chunk = os.read(leader, 65536) if ready else b""
-        except OSError:
-            chunk = b""
-        if not chunk:
-            break
-        screen += chunk
-    assert process.wait(10) == 0, process.stderr.read()
-    os.close(leader)
-    text = screen.decode(errors="replace")
+    code, text, errors = watch_on_a_terminal(url, "1.5")
+    assert code == 0, errors
     assert "\x1b" not in text.replace("\x1b[H\x1b[2J", "") and "\x07" not in text
     last = text.rsplit("\x1b[H\x1b[2J", 1)[1]
     assert "backend \\x1b]0;pwned\\x07\\x1b[2J" in last and "INVALID messages: 3" in last
