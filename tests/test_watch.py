@@ -87,8 +87,9 @@ def test_plain_lines_for_pipes_and_device_filter(mosquitto):
 def watch_on_a_terminal(url: str, timeout: str) -> tuple[int, str, str]:
     """`edged watch` with a pty as its stdout (so it draws its screen): exit code, all it drew, stderr."""
     leader, follower = pty.openpty()
-    process = subprocess.Popen([sys.executable, "-m", "edged", "watch", "--broker", url, "--timeout", timeout],
-                               cwd=REPO, stdout=follower, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    process = subprocess.Popen([sys.executable, "-m", "edged", "watch", "--broker", url, "--timeout",
+                                timeout], cwd=REPO, stdout=follower, stderr=subprocess.PIPE,
+                               stdin=subprocess.DEVNULL)
     os.close(follower)
     screen = b""
     while True:
